@@ -1,0 +1,1 @@
+"""The ``xaisec`` command line."""

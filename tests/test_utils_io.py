@@ -1,0 +1,33 @@
+import json
+import os
+
+import pytest
+import torch
+
+from xaisec.utils.io import atomic_write_bytes, atomic_write_json
+
+
+def test_atomic_json_round_trip_with_tensors(tmp_path):
+    p = atomic_write_json(tmp_path / "sub" / "r.json", {"a": torch.tensor([1.5, 2.0]), "b": tmp_path})
+    assert json.loads(p.read_text()) == {"a": [1.5, 2.0], "b": str(tmp_path)}
+    assert [f.name for f in p.parent.iterdir()] == ["r.json"]  # no temporary files left
+
+
+def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    p = tmp_path / "r.bin"
+    atomic_write_bytes(p, b"old")
+
+    def boom(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_bytes(p, b"new")
+    assert p.read_bytes() == b"old"
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["r.bin"]
+
+
+def test_unserialisable_object_raises(tmp_path):
+    with pytest.raises(TypeError):
+        atomic_write_json(tmp_path / "x.json", {"f": object()})
+    assert not (tmp_path / "x.json").exists()
