@@ -74,3 +74,39 @@ def resnet20_trained() -> Classifier:
         return load("cifar10_resnet20", device="cpu")
     ckpt = shared_or_skip("models", "cifar10-resnet20-akamaster", "resnet20-12fca82f.th")
     return load("cifar10_resnet20", weights=ckpt, device="cpu")
+
+
+def synthetic_shapes(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """16x16 images of 5 classes: a faint 6x6 square of class-specific colour at a random place on noise.
+    The low contrast keeps a trained model's margins small, as on real images, so 8/255 attacks succeed."""
+    g = torch.Generator().manual_seed(seed)
+    colours = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1]], dtype=torch.float32)
+    y = torch.randint(0, 5, (n,), generator=g)
+    x = torch.rand(n, 3, 16, 16, generator=g) * 0.4
+    pos = torch.randint(0, 11, (n, 2), generator=g)
+    rows = torch.arange(16).view(1, 16, 1)
+    cols = torch.arange(16).view(1, 1, 16)
+    inside = ((rows >= pos[:, 0, None, None]) & (rows < pos[:, 0, None, None] + 6)
+              & (cols >= pos[:, 1, None, None]) & (cols < pos[:, 1, None, None] + 6)).unsqueeze(1)
+    square = 0.2 + 0.2 * colours[y].view(n, 3, 1, 1) + torch.rand(n, 3, 16, 16, generator=g) * 0.1
+    x = torch.where(inside, square, x)
+    return x, y
+
+
+@pytest.fixture(scope="session")
+def trained_tiny() -> Classifier:
+    """A TinyNet trained for ~2 s on :func:`synthetic_shapes` (about 70% accurate): a real, attackable
+    classifier whose CAM maps follow the square."""
+    torch.manual_seed(0)
+    net = TinyNet()
+    model = wrap(net, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), cam_layer="features", fc_layer="fc",
+                 classes=["red", "green", "blue", "yellow", "cyan"], input_size=(3, 16, 16), name="tiny-trained")
+    x, y = synthetic_shapes(1024, seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for step in range(150):
+        idx = torch.arange(step * 64, step * 64 + 64) % 1024
+        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()

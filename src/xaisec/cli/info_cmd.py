@@ -6,7 +6,8 @@ import argparse
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", nargs="?", default="all", help="all, models, data (default: all)")
+    p.add_argument("what", nargs="?", default="all",
+                   help="all, models, data, interpreters, attacks, frameworks, metrics (default: all)")
 
 
 def _sections() -> dict[str, list[tuple[str, str]]]:
@@ -23,8 +24,19 @@ def _sections() -> dict[str, list[tuple[str, str]]]:
         else:
             status = "no shipped weights (train with `xaisec train`)"
         models.append((name, f"{s.description}; CAM layer {s.cam_layer}; {status}"))
-    sections = {"models": models, "data": list(DATASETS.items())}
-    return sections
+    from xaisec.attacks import ATTACKS, FRAMEWORKS
+    from xaisec.interpreters import INTERPRETERS
+    from xaisec.metrics import METRICS
+
+    return {
+        "models": models,
+        "data": list(DATASETS.items()),
+        "interpreters": [(n, d) for n, (_, d) in INTERPRETERS.items()],
+        "attacks": [(n, d) for n, (_, d) in ATTACKS.items()],
+        "frameworks": [(n, (f.__doc__ or "").strip().splitlines()[0]) for n, f in FRAMEWORKS.items()],
+        "metrics": [(n, f"{s.description}; {'higher' if s.higher_is_better else 'lower'} is better")
+                    for n, s in METRICS.items()],
+    }
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,9 +14,10 @@ log = logging.getLogger("xaisec")
 
 # name -> (module, one-line help); modules are imported only when their command runs
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("xaisec.cli.demo_cmd", "run the demo on the shipped model and bundled images; write an HTML report"),
+    "demo": ("xaisec.cli.demo_cmd", "PGD vs ADV^2 against Grad-CAM on the shipped ResNet-20 and bundled images"),
     "train": ("xaisec.cli.train_cmd", "train a registered CIFAR-10 or PneumoniaMNIST model on the CPU"),
     "eval": ("xaisec.cli.eval_cmd", "top-1 accuracy of a model on a data set"),
+    "attack": ("xaisec.cli.attack_cmd", "attack a model and its interpreter; write results.json and report.html"),
     "info": ("xaisec.cli.info_cmd", "list models, data sets and other registered components"),
 }
 

@@ -93,6 +93,21 @@ class Interpreter(abc.ABC):
         maps = normalize_maps(resize_maps(maps, tuple(x.shape[-2:])), self.normalize)
         return maps if create_graph else maps.detach()
 
+    def explain(
+        self, x: torch.Tensor, target: torch.Tensor, *, create_graph: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Hot path for attacks: no input validation. x (N, C, H, W) on the device, target (N,) long.
+
+        Returns (maps (N, H, W) resized and normalised, logits (N, K) of the same forward pass or None when
+        the interpreter's pass does not produce them). Interpreters that compute the logits anyway store
+        them in ``self._last_logits`` inside :meth:`attribute`, which saves the attack a forward pass.
+        """
+        self._last_logits: torch.Tensor | None = None
+        maps = self.attribute(x, target, create_graph=create_graph)
+        maps = normalize_maps(resize_maps(maps, tuple(x.shape[-2:])), self.normalize)
+        logits, self._last_logits = self._last_logits, None
+        return maps, logits
+
     @abc.abstractmethod
     def attribute(self, x: torch.Tensor, target: torch.Tensor, *, create_graph: bool = False) -> torch.Tensor:
         """Raw maps (N, h, w) for validated x (N, C, H, W) on the device and target (N,)."""

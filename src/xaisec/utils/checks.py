@@ -29,9 +29,10 @@ def check_images(x: torch.Tensor, *, channels: int | None = None, name: str = "x
         raise XaisecError(f"{name} has {x.shape[1]} channels but the model expects {channels}")
     if x.numel() == 0:
         raise XaisecError(f"{name} is empty: shape {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
+    x_values = x.detach()
+    if not torch.isfinite(x_values).all():
         raise XaisecError(f"{name} contains NaN or infinite values")
-    lo, hi = float(x.min()), float(x.max())
+    lo, hi = float(x_values.min()), float(x_values.max())
     if lo < -1e-6 or hi > 1 + 1e-6:
         raise XaisecError(
             f"{name} must be in [0, 1] (normalisation lives inside the model), got range [{lo:.3g}, {hi:.3g}]"

@@ -1,0 +1,65 @@
+"""Attacks on interpretable deep learning systems.
+
+``atk = get("adv2", model, "gradcam", framework="pgd", eps=8/255)``; ``res = atk(x, y)`` returns an
+:class:`AttackResult` (``x_adv``, ``success``, ``maps_benign``, ``maps_adv``, ``maps_target``, ``metrics``,
+``iterations``, ``seconds``). Attacks are compositions (see :mod:`xaisec.attacks.joint`):
+
+=========== ==================================================================================
+``pgd``     the plain attack on the classifier (no map term): the baseline
+``adv2``    ADV^2 (Zhang et al. 2020): prediction loss + lambda * map loss, warm start, schedules
+``advedge`` AdvEdge (Abdukhamidov et al. 2023): ADV^2 with steps weighted by Sobel edge magnitude
+``advedge+`` AdvEdge+: ADV^2 with steps only where the edge magnitude exceeds the threshold
+=========== ==================================================================================
+
+each on the ``pgd``, ``cw`` or ``stadv`` framework.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from xaisec.attacks.edges import edge_weights, sobel_magnitude
+from xaisec.attacks.frameworks import FRAMEWORKS
+from xaisec.attacks.joint import JointAttack
+from xaisec.attacks.profiles import PAPER_PROFILES, Profile, profile_for
+from xaisec.attacks.result import AttackResult
+from xaisec.attacks.targets import random_other_class, random_patch_maps
+from xaisec.interpreters import Interpreter
+from xaisec.interpreters import get as get_interpreter
+from xaisec.utils.checks import XaisecError
+
+ATTACKS: dict[str, tuple[dict[str, Any], str]] = {
+    "pgd": ({"map_term": False}, "plain attack on the classifier only (baseline; maps are measured, not attacked)"),
+    "adv2": ({"map_term": True}, "ADV^2: fool the classifier and keep the map close to a target map"),
+    "advedge": ({"map_term": True, "edge": "sobel"}, "AdvEdge: ADV^2 with steps weighted by Sobel edge magnitude"),
+    "advedge+": ({"map_term": True, "edge": "binary"}, "AdvEdge+: ADV^2 with steps only on edges (magnitude > 0.1)"),
+}
+
+
+def get(name: str, model: nn.Module, interpreter: str | Interpreter, *, framework: str = "pgd",
+        interpreter_options: dict[str, Any] | None = None, **options: Any) -> JointAttack:
+    """Build the attack ``name`` against ``model`` and ``interpreter`` (a name or an Interpreter).
+
+    Options are :class:`JointAttack` keyword arguments (eps, alpha, steps_scale, target_class, target_map...).
+    """
+    if name not in ATTACKS:
+        raise XaisecError(f"unknown attack {name!r}; known: {', '.join(ATTACKS)}")
+    if isinstance(interpreter, str):
+        interpreter = get_interpreter(interpreter, model, **(interpreter_options or {}))
+    preset, _ = ATTACKS[name]
+    if interpreter.name == "mask" and preset["map_term"]:
+        from xaisec.attacks.mask_bilevel import MaskBilevelAttack
+
+        return MaskBilevelAttack(model, interpreter, name=name, framework=framework, **preset, **options)
+    try:
+        return JointAttack(model, interpreter, name=name, framework=framework, **preset, **options)
+    except TypeError as exc:
+        raise XaisecError(f"bad option for attack {name!r}: {exc}") from exc
+
+
+__all__ = [
+    "ATTACKS", "FRAMEWORKS", "PAPER_PROFILES", "AttackResult", "JointAttack", "Profile", "edge_weights", "get",
+    "profile_for", "random_other_class", "random_patch_maps", "sobel_magnitude",
+]

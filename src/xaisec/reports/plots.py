@@ -1,0 +1,34 @@
+"""Small matplotlib figures for reports, returned as PNG data URIs (headless Agg backend)."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+
+PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
+
+
+def histogram_uri(series: dict[str, torch.Tensor], *, title: str, xlabel: str, bins: int = 20,
+                  value_range: tuple[float, float] = (0.0, 1.0)) -> str:
+    """Overlaid histograms, one per named series of values, as a PNG data URI."""
+    fig, ax = plt.subplots(figsize=(4.6, 2.8), dpi=110)
+    for i, (label, values) in enumerate(series.items()):
+        ax.hist(values.float().cpu().numpy(), bins=bins, range=value_range, alpha=0.55, label=label,
+                color=PALETTE[i % len(PALETTE)], edgecolor="white", linewidth=0.5)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel("images", fontsize=9)
+    ax.tick_params(labelsize=8)
+    if len(series) > 1:
+        ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

@@ -1,0 +1,122 @@
+"""Direction-of-effect tests of the joint attacks on a tiny network (fast versions of the benchmarks)."""
+
+import math
+
+import pytest
+import torch
+
+from tests.conftest import synthetic_shapes
+from xaisec.attacks import get
+from xaisec.utils.checks import XaisecError
+
+FAST = {"warm_steps": 10, "stages": [(40, 5.0, 10.0)], "alpha": 2 / 255}
+
+
+@pytest.fixture
+def tiny_model(trained_tiny):
+    return trained_tiny
+
+
+@pytest.fixture
+def batch(trained_tiny):
+    """8 test images the trained tiny model classifies correctly."""
+    x, y = synthetic_shapes(64, seed=1)
+    with torch.no_grad():
+        ok = trained_tiny(x).argmax(1) == y
+    return x[ok][:8], y[ok][:8]
+
+
+def test_pgd_reaches_targets_within_budget(tiny_model, batch):
+    x, y = batch
+    res = get("pgd", tiny_model, "gradcam", warm_steps=30, stages=[], alpha=2 / 255, eps=8 / 255)(x, y)
+    assert res.success.float().mean() >= 0.75
+    assert float((res.x_adv - res.x).abs().max()) <= 8 / 255 + 1e-6
+    assert float(res.x_adv.min()) >= 0 and float(res.x_adv.max()) <= 1
+    assert (res.target != res.y).all()
+    assert res.maps_adv.shape == (8, 16, 16) and set(res.metrics) >= {"success", "l1", "iou", "noise_rate"}
+
+
+@pytest.mark.parametrize("interpreter", ["gradcam", "cam", "grad"])
+def test_adv2_map_loss_falls_and_keeps_maps_closer_than_pgd(tiny_model, batch, interpreter):
+    x, y = batch
+    plain = get("pgd", tiny_model, interpreter, warm_steps=50, stages=[], alpha=2 / 255)(x, y)
+    joint = get("adv2", tiny_model, interpreter, **FAST)(x, y)
+    h = joint.history
+    maps = [v for v in h["map_loss"] if not math.isnan(v)]
+    assert maps[-1] < maps[0]  # the map loss falls over the joint stage
+    assert h["success"][-1] >= h["success"][0]
+    assert joint.success.float().mean() >= 0.75
+    assert joint.metrics["l1"].mean() < plain.metrics["l1"].mean()
+
+
+def test_advedge_plus_leaves_non_edge_pixels_untouched(tiny_model, batch):
+    from xaisec.attacks.edges import edge_weights
+
+    x, y = batch
+    res = get("advedge+", tiny_model, "gradcam", edge_threshold=0.04, **FAST)(x, y)
+    mask = edge_weights(x, "binary", 0.04).bool().expand_as(x)
+    assert 0 < mask.float().mean() < 1
+    assert torch.equal(res.x_adv[~mask], x[~mask])
+    assert float((res.x_adv - x)[mask].abs().max()) > 0
+
+
+def test_advedge_is_less_visible_than_adv2(tiny_model, batch):
+    x, y = batch
+    a = get("adv2", tiny_model, "gradcam", **FAST)(x, y)
+    e = get("advedge", tiny_model, "gradcam", **FAST)(x, y)
+    assert e.metrics["l2_dist"].mean() < a.metrics["l2_dist"].mean()
+
+
+def test_cw_and_stadv_frameworks(tiny_model, batch):
+    x, y = batch
+    cw = get("adv2", tiny_model, "gradcam", framework="cw", warm_steps=20, stages=[(30, 5.0, 5.0)],
+             cw_lr=0.05)(x, y)
+    assert cw.success.float().mean() >= 0.5 and float(cw.x_adv.min()) >= 0 and float(cw.x_adv.max()) <= 1
+    loose = get("pgd", tiny_model, "gradcam", framework="stadv", warm_steps=30, stages=[], stadv_lr=0.05,
+                stadv_tau=0.0)(x, y)
+    tight = get("pgd", tiny_model, "gradcam", framework="stadv", warm_steps=30, stages=[], stadv_lr=0.05,
+                stadv_tau=0.5)(x, y)
+    assert tight.metrics["l2_dist"].mean() < loose.metrics["l2_dist"].mean()  # smoothness restrains the flow
+
+
+def test_patch_target_moves_the_map_toward_the_patch(tiny_model, batch):
+    x, y = batch
+    res = get("adv2", tiny_model, "gradcam", target_map="patch", warm_steps=10, stages=[(60, 10.0, 20.0)],
+              alpha=2 / 255)(x, y)
+    assert res.metrics["l1_target"].mean() < res.metrics["l1"].mean()
+
+
+def test_untargeted_and_given_class(tiny_model, batch):
+    x, y = batch
+    unt = get("adv2", tiny_model, "gradcam", target_class="untargeted", **FAST)(x, y)
+    assert unt.target is None and torch.equal(unt.success, unt.pred_adv != unt.y)
+    fixed = get("pgd", tiny_model, "gradcam", target_class=2, warm_steps=30, stages=[], alpha=2 / 255)(x, y)
+    assert (fixed.target == 2).all()
+
+
+def test_same_seed_same_result(tiny_model, batch):
+    x, y = batch
+    a = get("adv2", tiny_model, "gradcam", seed=5, **FAST)(x, y)
+    b = get("adv2", tiny_model, "gradcam", seed=5, **FAST)(x, y)
+    assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.target, b.target)
+
+
+def test_bad_arguments(tiny_model, batch):
+    x, y = batch
+    with pytest.raises(XaisecError, match="unknown attack"):
+        get("adv3", tiny_model, "gradcam")
+    with pytest.raises(XaisecError, match="unknown interpreter"):
+        get("adv2", tiny_model, "gradcamzz")
+    with pytest.raises(XaisecError, match="framework"):
+        get("adv2", tiny_model, "gradcam", framework="fgsm")
+    with pytest.raises(XaisecError, match="eps"):
+        get("adv2", tiny_model, "gradcam", eps=-0.1)
+    with pytest.raises(XaisecError, match="target map"):
+        get("adv2", tiny_model, "gradcam", target_map="spiral")
+    atk = get("adv2", tiny_model, "gradcam", **FAST)
+    with pytest.raises(XaisecError, match="NaN"):
+        atk(torch.full_like(x, float("nan")), y)
+    with pytest.raises(XaisecError, match="shape"):
+        atk(x, y[:3])
+    with pytest.raises(XaisecError, match="target_map must have shape"):
+        get("adv2", tiny_model, "gradcam", target_map=torch.zeros(2, 16, 16), **FAST)(x, y)
