@@ -75,8 +75,8 @@ def test_eval_third_party_checkpoint_on_shared_jpeg_test_split():
     out = run_cli("-q", "eval", "--model", "cifar10_resnet20", "--weights", str(ckpt), "--data", "cifar10",
                   "--limit", "1000", "--json")
     assert out.returncode == 0, out.stderr
-    # the first 1000 test images are the airplane folder: a weak check here, the full number is in the README
-    assert json.loads(out.stdout)["accuracy"] > 0.6
+    # a seeded sample of 1000 test images; the full-test-set number (>= 80%) is in the README
+    assert json.loads(out.stdout)["accuracy"] > 0.75
 
 
 def test_train_cli_smoke(tmp_path):

@@ -65,6 +65,8 @@ class JointAttack:
         progress: show a progress bar.
     """
 
+    needs_differentiable_maps = True
+
     def __init__(
         self,
         model: nn.Module,
@@ -108,7 +110,7 @@ class JointAttack:
             raise XaisecError(f"eps must be >= 0, got {eps}")
         if steps_scale <= 0:
             raise XaisecError(f"steps_scale must be > 0, got {steps_scale}")
-        if map_term and not interpreter.differentiable:
+        if map_term and self.needs_differentiable_maps and not interpreter.differentiable:
             raise XaisecError(
                 f"interpreter {interpreter.name!r} has no differentiable mode; attack it with the bilevel "
                 "scheme (mask) or a black-box attack"
@@ -195,25 +197,13 @@ class JointAttack:
     # -- the attack ----------------------------------------------------------------------------------------
     def __call__(self, x: torch.Tensor, y: torch.Tensor | int | None = None) -> AttackResult:
         """Attack the batch x (N, C, H, W) in [0, 1] with true labels y (default: the model's predictions)."""
-        check_images(x)
-        device = next(self.model.parameters()).device
-        x = x.to(device)
-        generator = torch.Generator().manual_seed(self.seed)
         t0 = time.perf_counter()
-        with torch.no_grad():
-            pred_clean = self.model(x).argmax(1)
-        y = pred_clean if y is None else check_targets(y, x.shape[0], num_classes=self.interpreter.num_classes,
-                                                       device=device)
-        num_classes = self.interpreter.num_classes or int(self._logits_dim(x))
-        target = resolve_target_class(self.target_class, y, num_classes, generator)
-        maps_benign = self.interpreter(x, pred_clean)
-        maps_target = self._target_maps(x, pred_clean, maps_benign, generator)
-        weights = edge_weights(x, self.edge, self.edge_threshold)
+        x, y, target, maps_target, weights, generator = self._setup(x, y)
         fw = self._framework(generator)
         fw.start(x, weights)
 
         best_x = x.clone()
-        best_score = torch.full((x.shape[0],), float("inf"), device=device)
+        best_score = torch.full((x.shape[0],), float("inf"), device=x.device)
         schedule = [(self.profile.warm_steps, 0.0, 0.0, self.profile.warm_loss)]
         schedule += [(s, a, b, self.pred_loss) for s, a, b in self.profile.stages]
         total = sum(s for s, *_ in schedule)
@@ -269,6 +259,29 @@ class JointAttack:
                 x_adv = torch.where(found, best_x, last)
             else:
                 x_adv = last
+        return self._finish(x, x_adv, y, target, maps_target, t0, done, history)
+
+    def _setup(self, x: torch.Tensor, y: torch.Tensor | int | None) -> tuple[
+            torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None, torch.Generator]:
+        """Validate inputs; draw target classes and maps; compute edge weights. Returns
+        (x on the device, y, target classes or None, target maps (N, H, W), edge weights or None, generator)."""
+        check_images(x)
+        device = next(self.model.parameters()).device
+        x = x.to(device)
+        generator = torch.Generator().manual_seed(self.seed)
+        with torch.no_grad():
+            pred_clean = self.model(x).argmax(1)
+        y = pred_clean if y is None else check_targets(y, x.shape[0], num_classes=self.interpreter.num_classes,
+                                                       device=device)
+        num_classes = self.interpreter.num_classes or int(self._logits_dim(x))
+        target = resolve_target_class(self.target_class, y, num_classes, generator)
+        maps_benign = self.interpreter(x, pred_clean)
+        maps_target = self._target_maps(x, pred_clean, maps_benign, generator)
+        weights = edge_weights(x, self.edge, self.edge_threshold)
+        return x, y, target, maps_target, weights, generator
+
+    def _finish(self, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
+                maps_target: torch.Tensor, t0: float, done: int, history: dict[str, list[float]]) -> AttackResult:
         seconds = time.perf_counter() - t0
         metrics, out = measure(self.model, self.interpreter, x, x_adv, y, target, maps_target, seconds)
         return AttackResult(

@@ -16,8 +16,11 @@ log = logging.getLogger("xaisec")
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("xaisec.cli.demo_cmd", "PGD vs ADV^2 against Grad-CAM on the shipped ResNet-20 and bundled images"),
     "train": ("xaisec.cli.train_cmd", "train a registered CIFAR-10 or PneumoniaMNIST model on the CPU"),
+    "train-rts": ("xaisec.cli.train_rts_cmd", "train the real-time saliency (RTS) masking network for a classifier"),
     "eval": ("xaisec.cli.eval_cmd", "top-1 accuracy of a model on a data set"),
     "attack": ("xaisec.cli.attack_cmd", "attack a model and its interpreter; write results.json and report.html"),
+    "explain": ("xaisec.cli.explain_cmd", "attribution maps as heat-map overlays (one PNG per image and a grid)"),
+    "bench": ("xaisec.cli.bench_cmd", "benchmarks: `bench reproduce` runs the papers' tables (resumable)"),
     "info": ("xaisec.cli.info_cmd", "list models, data sets and other registered components"),
 }
 

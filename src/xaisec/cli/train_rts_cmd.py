@@ -24,6 +24,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, help="use only a seeded random subset of N training images")
     p.add_argument("--no-amp", action="store_true", help="train in float32 instead of bfloat16 autocast")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--install", action="store_true",
                    help="also copy the weights and card into the package (maintainers: ships them)")
@@ -33,17 +35,21 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import shutil
 
+    import torch
+
     from xaisec.interpreters.rts import RTSObjective, train_rts
     from xaisec.models import load, spec
     from xaisec.models.weights import WEIGHTS_DIR
 
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
     s = spec(args.model)
     classifier = load(args.model, weights=args.weights, device=args.device)
     res = train_rts(
         classifier, args.data or s.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         seed=args.seed, out=args.out or f"runs/train-rts/{args.model}", progress=not args.quiet,
         objective=RTSObjective(fake_prob=args.fake_prob), limit=args.limit, width=args.width,
-        amp=not args.no_amp, name=args.model,
+        amp=not args.no_amp, name=args.model, classifier_weights=args.weights,
     )
     m = res.metrics
     if m:

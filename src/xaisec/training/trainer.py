@@ -48,7 +48,7 @@ class TrainConfig:
     class_weights: bool = False  # weight the loss by inverse class frequency (imbalanced sets)
     amp: bool = True  # bfloat16 autocast (CPU with AVX512-BF16/AMX or CUDA); weights stay float32
     seed: int = 0
-    limit: int | None = None  # train on the first N images only (tests, smoke runs)
+    limit: int | None = None  # train on a seeded random sample of N images only (tests, smoke runs)
     device: str | None = None
 
 
@@ -77,7 +77,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     data_src = cfg.data or s.dataset
-    train_set = load_data(data_src, "train").head(cfg.limit)
+    train_set = load_data(data_src, "train")
+    if cfg.limit is not None:
+        train_set = train_set.sample(cfg.limit, seed=cfg.seed)
     test_set = load_data(data_src, "test")
     if train_set.images.shape[1:] != torch.Size(s.input_size):
         raise XaisecError(

@@ -1,0 +1,151 @@
+"""ADV^2 against the MASK interpreter: a bilevel attack through the mask's unrolled optimisation.
+
+MASK's map is the result of an inner optimisation, so the attack differentiates through a few of its
+steps (../shared/REFERENCE.md): from the current mask state, ``inner_plain`` plain Adam steps, then
+``inner_unrolled`` steps unrolled with create_graph; the outer loss is the mean over the unrolled maps of
+||m_j - m_target||^2. x moves along the L2-normalised gradient of that loss, with a per-sample step size
+found by halving (from ``max_step``) until the C&W margin toward the target stays below
+``margin_threshold`` (the input stays adversarial), projected onto the eps-ball and [0, 1]. Every
+``reset_every`` iterations the mask is re-optimised from scratch and its Adam moments reset. The warm
+start is a plain PGD attack on the C&W margin. All candidate step sizes of all images are evaluated in
+one batched forward pass.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from xaisec.attacks.frameworks import PGD
+from xaisec.attacks.joint import JointAttack
+from xaisec.attacks.objectives import map_loss, prediction_loss
+from xaisec.attacks.result import AttackResult
+from xaisec.interpreters.base import Interpreter
+from xaisec.utils.checks import XaisecError
+
+
+class MaskBilevelAttack(JointAttack):
+    """ADV^2 / AdvEdge / AdvEdge+ against ``mask`` (framework ``pgd`` only).
+
+    Args (besides :class:`JointAttack`'s):
+        inner_plain, inner_unrolled: plain and unrolled inner mask steps per outer iteration (4 and 4).
+        reset_every: re-optimise the mask from scratch every this many outer iterations (50).
+        reset_iterations: inner steps of that re-optimisation (default: the interpreter's ``iterations``).
+        max_step: the largest outer step (L2 norm of the move, 0.08); halvings: candidates max_step / 2^k.
+        margin_threshold: a move is allowed only if max_{j != t} z_j - z_t stays below this (0: still target).
+    """
+
+    needs_differentiable_maps = False
+
+    def __init__(self, model: nn.Module, interpreter: Interpreter, *, framework: str = "pgd", inner_plain: int = 4,
+                 inner_unrolled: int = 4, reset_every: int = 50, reset_iterations: int | None = None,
+                 max_step: float = 0.08, halvings: int = 12, margin_threshold: float = 0.0, **options: Any) -> None:
+        if framework != "pgd":
+            raise XaisecError(f"the MASK bilevel attack runs on the pgd framework, not {framework!r}")
+        if not all(hasattr(interpreter, a) for a in ("init_state", "optimise", "step", "map_from_state")):
+            raise XaisecError("the bilevel attack needs the MASK interpreter's functional API (init_state, step...)")
+        if inner_unrolled < 1 or inner_plain < 0 or reset_every < 1 or max_step <= 0 or halvings < 1:
+            raise XaisecError(
+                "need inner_unrolled >= 1, inner_plain >= 0, reset_every >= 1, max_step > 0, halvings >= 1"
+            )
+        super().__init__(model, interpreter, framework=framework, **options)
+        self.inner_plain, self.inner_unrolled = inner_plain, inner_unrolled
+        self.reset_every, self.max_step, self.halvings = reset_every, max_step, halvings
+        self.reset_iterations = reset_iterations
+        self.margin_threshold = margin_threshold
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "inner_plain": self.inner_plain, "inner_unrolled": self.inner_unrolled,
+                "reset_every": self.reset_every, "max_step": self.max_step, "halvings": self.halvings,
+                "margin_threshold": self.margin_threshold}
+
+    def _margin(self, logits: torch.Tensor, target: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
+        return prediction_loss(logits, target, y, kind="cw", kappa=float("inf"))
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor | int | None = None) -> AttackResult:
+        g: Any = self.interpreter
+        t0 = time.perf_counter()
+        x, y, target, maps_target, weights, generator = self._setup(x, y)
+        n, size = x.shape[0], tuple(x.shape[-2:])
+        joint_steps = sum(s for s, _, _ in self.profile.stages) if self.map_term else 0
+        bar = tqdm(total=self.profile.warm_steps + joint_steps, desc=f"{self.name}-bilevel (mask)",
+                   disable=not self.progress, leave=False)
+        history: dict[str, list[float]] = {"step": [], "pred_loss": [], "map_loss": [], "success": []}
+
+        # warm start: plain PGD on the prediction (the C&W margin by default)
+        fw = PGD(eps=self.eps, alpha=self.alpha, random_start=self.random_start, generator=generator)
+        fw.start(x, weights)
+        for i in range(self.profile.warm_steps):
+            xa = fw.adversarial()
+            logits = self.model(xa)
+            p_loss = prediction_loss(logits, target, y, kind=self.profile.warm_loss, kappa=self.kappa)
+            (grad,) = torch.autograd.grad(p_loss.sum(), fw.param)
+            if i % self.log_every == 0:
+                self._log(history, i, logits, target, y, p_loss, None)
+            fw.update(grad)
+            bar.update(1)
+        x_adv = fw.adversarial().detach()
+        cls = target
+        best_x, best_score = x_adv.clone(), torch.full((n,), float("inf"), device=x.device)
+        scales = self.max_step * 0.5 ** torch.arange(self.halvings, device=x.device, dtype=x.dtype)
+        state = None
+        reset_iters = g.iterations if self.reset_iterations is None else self.reset_iterations
+        for it in range(joint_steps):
+            if cls is None or target is None:
+                with torch.no_grad():
+                    cls = self.model(x_adv).argmax(1)
+            if state is None or it % self.reset_every == 0:
+                state = g.optimise(x_adv, cls, iterations=reset_iters)
+            elif self.inner_plain:
+                state = g.optimise(x_adv, cls, state, iterations=self.inner_plain)
+            xa = x_adv.clone().requires_grad_(True)
+            st = state
+            outer = torch.zeros(n, device=x.device)
+            for _ in range(self.inner_unrolled):
+                st = g.step(st, xa, cls, create_graph=True)
+                outer = outer + map_loss(g.map_from_state(st, size), maps_target)
+            outer = outer / self.inner_unrolled
+            (grad,) = torch.autograd.grad(outer.sum(), xa)
+            state = replace(st, mask=st.mask.detach(), exp_avg=st.exp_avg.detach(),
+                            exp_avg_sq=st.exp_avg_sq.detach())
+            with torch.no_grad():
+                logits = self.model(x_adv)
+                self._track_best(x_adv, logits, target, y, outer.detach(), best_x, best_score)
+                if it % self.log_every == 0:
+                    self._log(history, self.profile.warm_steps + it, logits, target, y,
+                              self._margin(logits, target, y), outer)
+                x_adv = self._line_search(x, x_adv, grad, weights, scales, target, y)
+            bar.update(1)
+        bar.close()
+        with torch.no_grad():
+            logits = self.model(x_adv)
+            if joint_steps and self.keep_best:
+                final_loss = map_loss(g(x_adv, target if target is not None else logits.argmax(1)), maps_target)
+                self._track_best(x_adv, logits, target, y, final_loss, best_x, best_score)
+                found = torch.isfinite(best_score).view(-1, 1, 1, 1)
+                x_adv = torch.where(found, best_x, x_adv)
+        return self._finish(x, x_adv, y, target, maps_target, t0, self.profile.warm_steps + joint_steps, history)
+
+    @torch.no_grad()
+    def _line_search(self, x: torch.Tensor, x_adv: torch.Tensor, grad: torch.Tensor, weights: torch.Tensor | None,
+                     scales: torch.Tensor, target: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
+        """Move each image along -grad / ||grad|| by the largest candidate step that keeps it adversarial."""
+        n = x.shape[0]
+        direction = -grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        if weights is not None:
+            direction = direction * weights
+        k = scales.shape[0]
+        cand = x_adv.unsqueeze(0) + scales.view(k, 1, 1, 1, 1) * direction.unsqueeze(0)
+        cand = torch.minimum(torch.maximum(cand, x.unsqueeze(0) - self.eps), x.unsqueeze(0) + self.eps).clamp(0, 1)
+        flat = cand.reshape(k * n, *x.shape[1:])
+        rep_t = None if target is None else target.repeat(k)
+        margins = self._margin(self.model(flat), rep_t, y.repeat(k)).view(k, n)
+        valid = margins < self.margin_threshold
+        first = valid.float().argmax(0)  # the largest valid step (candidates shrink with k)
+        chosen = cand[first, torch.arange(n, device=x.device)]
+        return torch.where(valid.any(0).view(-1, 1, 1, 1), chosen, x_adv)
