@@ -110,3 +110,12 @@ def trained_tiny() -> Classifier:
         loss.backward()
         opt.step()
     return model.eval()
+
+
+@pytest.fixture
+def correct_batch(trained_tiny) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to 8 synthetic test images that ``trained_tiny`` classifies correctly."""
+    x, y = synthetic_shapes(64, seed=1)
+    with torch.no_grad():
+        ok = trained_tiny(x).argmax(1) == y
+    return x[ok][:8], y[ok][:8]

@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-from tests.conftest import synthetic_shapes
 from xaisec.attacks import get
 from xaisec.utils.checks import XaisecError
 
@@ -18,12 +17,8 @@ def tiny_model(trained_tiny):
 
 
 @pytest.fixture
-def batch(trained_tiny):
-    """8 test images the trained tiny model classifies correctly."""
-    x, y = synthetic_shapes(64, seed=1)
-    with torch.no_grad():
-        ok = trained_tiny(x).argmax(1) == y
-    return x[ok][:8], y[ok][:8]
+def batch(correct_batch):
+    return correct_batch
 
 
 def test_pgd_reaches_targets_within_budget(tiny_model, batch):

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     from xaisec.data import load as load_data
     from xaisec.interpreters import get as get_interpreter
-    from xaisec.models import load
+    from xaisec.models import load, spec
     from xaisec.reports.images import display_scale, heatmap_overlay, to_png_bytes
     from xaisec.utils.checks import XaisecError
     from xaisec.utils.io import atomic_write_bytes
@@ -62,13 +62,13 @@ def run(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     if bool(args.images) == bool(args.data):
         raise XaisecError("give either IMAGE files or --data (not both, not neither)")
-    model = load(args.model, weights=args.weights, device=args.device)
     if args.data:
         ds = load_data(args.data, args.split).sample(args.n, seed=args.seed)
         x, labels, names = ds.float_images(), ds.labels, [f"{i:04d}" for i in range(len(ds))]
-    else:
-        x, labels = _load_files(args.images, model.input_size or (3, 224, 224)), None
+    else:  # read the files first: a bad file is reported before any model is loaded
+        x, labels = _load_files(args.images, spec(args.model).input_size), None
         names = [Path(p).stem for p in args.images]
+    model = load(args.model, weights=args.weights, device=args.device)
     x = x.to(model.device)
     with torch.no_grad():
         pred = model(x).argmax(1)

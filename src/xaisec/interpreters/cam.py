@@ -63,7 +63,12 @@ class _LayerCAM(Interpreter):
     ) -> None:
         super().__init__(model, normalize=normalize)
         self.layer = resolve_layer(model, layer)
-        self.layer_name = layer if isinstance(layer, str) else getattr(model, "cam_layer", None)
+        self.layer_name = layer if isinstance(layer, str) else (
+            getattr(model, "cam_layer", None) if layer is None else type(layer).__name__
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(layer={self.layer_name!r}, normalize={self.normalize!r})"
 
     def prepare(
         self, x: torch.Tensor, target: torch.Tensor | int | None

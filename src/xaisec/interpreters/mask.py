@@ -58,9 +58,9 @@ class MaskState:
 
 
 def default_mask_size(height: int, width: int) -> tuple[int, int]:
-    """The paper's 28 x 28 grid for 224-pixel images (one cell per 8 pixels) is too coarse a sparsity
-    regulariser at CIFAR scale; xaisec uses one cell per 4 pixels, capped at 28: 8 x 8 for 32 x 32 inputs
-    (as in the ADV^2 CIFAR code), 28 x 28 for 224 x 224."""
+    """The default mask grid. The paper's 28 x 28 grid for 224-pixel images is one cell per 8 pixels, which
+    would leave a 4 x 4 grid on CIFAR images, too coarse to localise; xaisec uses one cell per 4 pixels,
+    capped at 28: 8 x 8 for 32 x 32 inputs (as the ADV^2 CIFAR code), 28 x 28 for 224 x 224."""
     return (min(28, max(2, math.ceil(height / 4))), min(28, max(2, math.ceil(width / 4))))
 
 
@@ -90,7 +90,8 @@ class MeaningfulPerturbation(Interpreter):
             (8 x 8 for 32 x 32 inputs, 28 x 28 for 224 x 224).
         iterations: Adam steps of :meth:`attribute` (paper: 300).
         lr: Adam learning rate (0.1). betas, eps: Adam's (0.9, 0.999) and 1e-8.
-        l1: weight of ||1 - m||_1 summed over the grid (1e-4). tv: weight of the total variation (1e-2).
+        l1: weight of ||1 - m||_1 summed over the image's pixels (1e-4). tv: weight of the total
+            variation, also over pixels (1e-2).
         tv_power: exponent of the total variation (3, as in the paper).
         blur_sigma: the deletion blur's standard deviation in pixels; None: 10 (the paper's) scaled by
             the image size / 224, at least 1 (1.43 for 32 x 32).
@@ -105,6 +106,10 @@ class MeaningfulPerturbation(Interpreter):
     a plain call (``create_graph=True`` raises); unroll :meth:`step` instead (see the module docstring).
     Noise and jitter draws depend on the batch size, so with them on, a sample's map depends on the
     batch it is in (not on the other samples' content).
+
+    Limitation (of the paper's objective): for an over-confident sample (target probability within ~1e-6
+    of 1) the probability's gradient vanishes, the l1 term wins and the mask keeps the whole image, so the
+    map is flat (all zeros after min-max).
     """
 
     name: ClassVar[str] = "mask"

@@ -49,3 +49,27 @@ class Framework(abc.ABC):
 
     def reset_optimizer(self) -> None:  # noqa: B027 - optional hook, stateless frameworks keep the no-op
         """Forget optimiser state (moments) between stages; no-op for stateless steps."""
+
+
+class AdamFramework(Framework):
+    """A framework whose parameter is moved by Adam (C&W, StAdv); subclasses build the parameter."""
+
+    def __init__(self, lr: float) -> None:
+        super().__init__()
+        self.lr = lr
+        self._opt: torch.optim.Optimizer | None = None
+
+    def reset_optimizer(self) -> None:
+        self._opt = torch.optim.Adam([self.param], lr=self.lr)
+
+    def update(self, grad: torch.Tensor) -> None:
+        if self._opt is None:
+            self.reset_optimizer()
+        assert self._opt is not None
+        self.param.grad = grad
+        self._opt.step()
+        self._opt.zero_grad(set_to_none=True)
+        self.after_update()
+
+    def after_update(self) -> None:
+        """Constrain the parameter after a step (no-op by default)."""

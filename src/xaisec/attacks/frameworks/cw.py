@@ -8,28 +8,24 @@ from __future__ import annotations
 
 import torch
 
-from xaisec.attacks.frameworks.base import Framework
+from xaisec.attacks.frameworks.base import AdamFramework
 from xaisec.utils.checks import XaisecError
 
 
-class CW(Framework):
+class CW(AdamFramework):
     name = "cw"
 
     def __init__(self, *, lr: float = 0.01, l2_weight: float = 1.0) -> None:
-        super().__init__()
         if lr <= 0 or l2_weight < 0:
             raise XaisecError(f"C&W needs lr > 0 and l2_weight >= 0, got lr={lr}, l2_weight={l2_weight}")
-        self.lr, self.l2_weight = lr, l2_weight
+        super().__init__(lr)
+        self.l2_weight = l2_weight
         self._v: torch.Tensor | None = None
-        self._opt: torch.optim.Optimizer | None = None
 
     def _init_param(self) -> None:
         assert self.x is not None
         self._v = torch.atanh((self.x * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6)).requires_grad_(True)
         self.reset_optimizer()
-
-    def reset_optimizer(self) -> None:
-        self._opt = torch.optim.Adam([self.param], lr=self.lr)
 
     @property
     def param(self) -> torch.Tensor:
@@ -44,9 +40,3 @@ class CW(Framework):
     def penalty(self, x_adv: torch.Tensor) -> torch.Tensor:
         assert self.x is not None
         return self.l2_weight * (x_adv - self.x).pow(2).flatten(1).sum(1)
-
-    def update(self, grad: torch.Tensor) -> None:
-        assert self._opt is not None
-        self.param.grad = grad
-        self._opt.step()
-        self._opt.zero_grad(set_to_none=True)

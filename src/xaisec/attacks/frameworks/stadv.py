@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from xaisec.attacks.frameworks.base import Framework
+from xaisec.attacks.frameworks.base import AdamFramework
 from xaisec.utils.checks import XaisecError
 
 
@@ -33,17 +33,16 @@ def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
-class StAdv(Framework):
+class StAdv(AdamFramework):
     name = "stadv"
 
     def __init__(self, *, lr: float = 0.01, tau: float = 0.0005, max_flow: float | None = None,
                  generator: torch.Generator | None = None) -> None:
-        super().__init__()
         if lr <= 0 or tau < 0:
             raise XaisecError(f"StAdv needs lr > 0 and tau >= 0, got lr={lr}, tau={tau}")
-        self.lr, self.tau, self.max_flow, self.generator = lr, tau, max_flow, generator
+        super().__init__(lr)
+        self.tau, self.max_flow, self.generator = tau, max_flow, generator
         self._flow: torch.Tensor | None = None
-        self._opt: torch.optim.Optimizer | None = None
 
     def _init_param(self) -> None:
         assert self.x is not None
@@ -52,9 +51,6 @@ class StAdv(Framework):
         init = (torch.rand((n, 2, h, w), generator=self.generator) - 0.5) * 1e-3
         self._flow = init.to(self.x).requires_grad_(True)
         self.reset_optimizer()
-
-    def reset_optimizer(self) -> None:
-        self._opt = torch.optim.Adam([self.param], lr=self.lr)
 
     @property
     def param(self) -> torch.Tensor:
@@ -71,11 +67,7 @@ class StAdv(Framework):
     def penalty(self, x_adv: torch.Tensor) -> torch.Tensor:
         return self.tau * flow_smoothness(self.effective_flow())
 
-    def update(self, grad: torch.Tensor) -> None:
-        assert self._opt is not None
-        self.param.grad = grad
-        self._opt.step()
-        self._opt.zero_grad(set_to_none=True)
+    def after_update(self) -> None:
         if self.max_flow is not None:
             with torch.no_grad():
                 self.param.clamp_(-self.max_flow, self.max_flow)
