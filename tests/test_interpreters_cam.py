@@ -286,3 +286,13 @@ def test_layer_used_twice_is_refused():
     with pytest.raises(XaisecError, match="more than once"):
         GradCAM(model)(torch.rand(2, 3, 8, 8), 0)
     assert len(model.net.conv._forward_hooks) == 0
+
+
+def test_explain_returns_the_logits_of_its_own_forward_pass(tiny_model, tiny_batch):
+    x, y = tiny_batch
+    for name in ("cam", "gradcam", "gradcam_pp"):
+        xr = x.clone().requires_grad_(True)
+        maps, logits = get(name, tiny_model).explain(xr, y, create_graph=True)
+        assert logits is not None and torch.allclose(logits, tiny_model(x), atol=1e-6)
+        (g,) = torch.autograd.grad(logits.sum() + maps.sum(), xr)  # both differentiable in x
+        assert torch.isfinite(g).all() and g.abs().sum() > 0

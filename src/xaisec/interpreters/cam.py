@@ -119,6 +119,7 @@ class _LayerCAM(Interpreter):
         try:
             with torch.set_grad_enabled(create_graph):
                 logits = self.model(x)
+                self._last_logits = logits  # handed to attacks by Interpreter.explain: no second forward
                 if "a" not in store:
                     raise XaisecError("the CAM layer did not run in the forward pass; pass another layer=")
                 a = store["a"]
