@@ -33,7 +33,7 @@ def _sections() -> dict[str, list[tuple[str, str]]]:
         "data": list(DATASETS.items()),
         "interpreters": [(n, d) for n, (_, d) in INTERPRETERS.items()],
         "attacks": [(n, d) for n, (_, d) in ATTACKS.items()],
-        "frameworks": [(n, (f.__doc__ or "").strip().splitlines()[0]) for n, f in FRAMEWORKS.items()],
+        "frameworks": [(n, f.description) for n, f in FRAMEWORKS.items()],
         "metrics": [(n, f"{s.description}; {'higher' if s.higher_is_better else 'lower'} is better")
                     for n, s in METRICS.items()],
     }

@@ -16,6 +16,7 @@ import torch
 
 class Framework(abc.ABC):
     name: ClassVar[str] = "framework"
+    description: ClassVar[str] = ""
 
     def __init__(self) -> None:
         self.x: torch.Tensor | None = None

@@ -14,6 +14,7 @@ from xaisec.utils.checks import XaisecError
 
 class CW(AdamFramework):
     name = "cw"
+    description = "additive L2 perturbation in tanh space, Adam, distance penalty (Carlini & Wagner)"
 
     def __init__(self, *, lr: float = 0.01, l2_weight: float = 1.0) -> None:
         if lr <= 0 or l2_weight < 0:

@@ -19,6 +19,7 @@ class PGD(Framework):
     """
 
     name = "pgd"
+    description = "additive L-inf perturbation, signed steps, projection onto the eps-ball (Madry et al.)"
 
     def __init__(self, *, eps: float = 8 / 255, alpha: float = 1 / 255, random_start: bool = False,
                  generator: torch.Generator | None = None) -> None:

@@ -35,6 +35,7 @@ def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
 class StAdv(AdamFramework):
     name = "stadv"
+    description = "per-pixel flow field, bilinear warping, flow-smoothness penalty (Xiao et al.)"
 
     def __init__(self, *, lr: float = 0.01, tau: float = 0.0005, max_flow: float | None = None,
                  generator: torch.Generator | None = None) -> None:
