@@ -10,7 +10,7 @@ def test_sobel_on_a_vertical_step_edge():
     x[..., 4:] = 1.0
     mag = sobel_magnitude(x)[0, 0]
     assert mag.shape == (8, 8)
-    assert torch.allclose(mag[:, 3], torch.full((8,), 0.5), atol=1e-5)  # (1 + 2 + 1) / 8 for a unit step
+    assert torch.allclose(mag[:, 3], torch.full((8,), 4.0), atol=1e-5)  # 1 + 2 + 1 for a unit step
     assert float(mag[:, :2].max()) < 1e-5 and float(mag[:, 6:].max()) < 1e-5
 
 
@@ -19,6 +19,7 @@ def test_edge_modes():
     assert edge_weights(x, None) is None
     w = edge_weights(x, "sobel")
     assert w.shape == (2, 1, 8, 8) and float(w.min()) >= 0 and float(w.max()) <= 1
+    assert torch.equal(w, sobel_magnitude(x).clamp(0, 1))
     b = edge_weights(x, "binary", threshold=0.1)
     assert set(b.unique().tolist()) <= {0.0, 1.0}
     assert torch.equal(b, (sobel_magnitude(x) > 0.1).float())

@@ -12,6 +12,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     r.add_argument("--out", default="runs/reproduce", help="output folder (rerun the same command to resume)")
     r.add_argument("--models", default=None, help="comma-separated models (default: every shipped CIFAR-10 model)")
     r.add_argument("--interpreters", default="grad,cam,gradcam,rts,mask")
+    r.add_argument("--attacks", default="pgd,adv2,advedge,advedge+")
+    r.add_argument("--frameworks", default="pgd,cw,stadv", help="cw and stadv run on the ResNet-20 only")
     r.add_argument("--n", type=int, default=100, help="images per ResNet-20 cell")
     r.add_argument("--n-small", type=int, default=32, help="images per MASK and larger-model cell")
     r.add_argument("--steps-scale", type=float, default=0.25, help="fraction of the papers' step counts")
@@ -24,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from xaisec.experiments.reproduce import reproduce
 
     models = args.models.split(",") if args.models else None
-    reproduce(args.out, models=models, interpreters=tuple(args.interpreters.split(",")), n=args.n,
+    reproduce(args.out, models=models, interpreters=tuple(args.interpreters.split(",")),
+              attacks=tuple(args.attacks.split(",")), frameworks=tuple(args.frameworks.split(",")), n=args.n,
               n_small=args.n_small, steps_scale=args.steps_scale, seed=args.seed, workers=args.workers,
               data=args.data, progress=not args.quiet)
     print((__import__("pathlib").Path(args.out) / "results.md").read_text())
