@@ -29,7 +29,7 @@ def toy_npz(tmp_path):
 
 def _cfg(data, out, **kw):
     return TrainConfig(model="pneumonia_cnn", data=str(data), out=str(out), epochs=kw.pop("epochs", 2),
-                       batch_size=32, lr=0.05, crop_pad=2, **kw)
+                       batch_size=32, lr=kw.pop("lr", 0.05), crop_pad=2, **kw)
 
 
 def test_training_learns_and_writes_weights_and_card(toy_npz, tmp_path):
@@ -77,3 +77,13 @@ def test_bad_configs(toy_npz, tmp_path):
         train(_cfg(toy_npz, tmp_path / "y", epochs=0), progress=False)
     with pytest.raises(XaisecError, match="takes"):
         train(TrainConfig(model="cifar10_resnet20", data=str(toy_npz), out=str(tmp_path / "z")), progress=False)
+
+
+def test_fine_tuning_starts_from_given_weights(toy_npz, tmp_path):
+    first = train(_cfg(toy_npz, tmp_path / "a", epochs=8), progress=False)
+    tuned = train(_cfg(toy_npz, tmp_path / "b", epochs=1, lr=0.005, init_weights=str(first.weights)),
+                  progress=False)
+    fresh = train(_cfg(toy_npz, tmp_path / "c", epochs=1, lr=0.005), progress=False)
+    assert tuned.accuracy > fresh.accuracy + 0.2  # it kept what the first run learnt
+    card = json.loads(tuned.card.read_text())
+    assert card["initialised_from"] == str(first.weights)

@@ -31,3 +31,12 @@ def test_unserialisable_object_raises(tmp_path):
     with pytest.raises(TypeError):
         atomic_write_json(tmp_path / "x.json", {"f": object()})
     assert not (tmp_path / "x.json").exists()
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        p = atomic_write_bytes(tmp_path / "r.bin", b"x")
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o644

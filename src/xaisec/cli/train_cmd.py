@@ -21,6 +21,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-flip", action="store_true", help="no horizontal flips")
     p.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
     p.add_argument("--no-amp", action="store_true", help="train in float32 instead of bfloat16 autocast")
+    p.add_argument("--init-weights", default=None,
+                   help="fine-tune: start from these weights (.safetensors or checkpoint) instead of random ones")
     p.add_argument("--limit", type=int, default=None, help="train on a seeded random sample of N images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
         crop_pad=args.crop_pad if args.crop_pad is not None else (2 if small else 4),
         flip=not args.no_flip, class_weights=args.class_weights, amp=not args.no_amp, seed=args.seed,
-        limit=args.limit, device=args.device,
+        limit=args.limit, device=args.device, init_weights=args.init_weights,
     )
     res = train(cfg, progress=not args.quiet)
     print(f"{args.model}: test accuracy {res.accuracy:.4f}")

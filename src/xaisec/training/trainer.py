@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 import xaisec
 from xaisec.data import load as load_data
-from xaisec.models import build, save_safetensors, spec
+from xaisec.models import build, load_into, save_safetensors, spec
 from xaisec.training.augment import random_crop_flip
 from xaisec.training.evaluate import accuracy
 from xaisec.utils.checks import XaisecError, resolve_device
@@ -49,6 +49,7 @@ class TrainConfig:
     amp: bool = True  # bfloat16 autocast (CPU with AVX512-BF16/AMX or CUDA); weights stay float32
     seed: int = 0
     limit: int | None = None  # train on a seeded random sample of N images only (tests, smoke runs)
+    init_weights: str | None = None  # start from these weights (fine-tuning) instead of a fresh initialisation
     device: str | None = None
 
 
@@ -87,7 +88,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         )
 
     torch.manual_seed(cfg.seed)
-    model = build(cfg.model).to(device)
+    model = build(cfg.model)
+    if cfg.init_weights:
+        load_into(model.net, cfg.init_weights)
+    model = model.to(device)
     model = model.to(memory_format=torch.channels_last)
     params_decay = [p for n, p in model.named_parameters() if p.dim() > 1]
     params_other = [p for n, p in model.named_parameters() if p.dim() <= 1]
@@ -175,6 +179,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         "optimizer": f"SGD nesterov momentum {cfg.momentum}, weight decay {cfg.weight_decay}, "
         f"one-cycle lr max {cfg.lr}",
         "config": config_dict,
+        "initialised_from": cfg.init_weights or "random initialisation",
         "history": history,
         "wall_time_seconds": round(elapsed, 1),
         "versions": {"xaisec": xaisec.__version__, "torch": torch.__version__, "python": platform.python_version()},
