@@ -9,7 +9,6 @@ import pytest
 
 from tests.conftest import shared_or_skip
 from xaisec.cli.main import COMMANDS, main
-from xaisec.models import shipped_weights
 
 
 def run_cli(*args):
@@ -95,13 +94,3 @@ def test_train_cli_smoke(tmp_path):
                   str(tmp_path / "t"))
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "t" / "pneumonia_cnn.safetensors").exists() and (tmp_path / "t" / "pneumonia_cnn.json").exists()
-
-
-def test_demo_writes_a_report(tmp_path):
-    if shipped_weights("cifar10_resnet20") is None:
-        pytest.skip("the default model's weights are not shipped yet")
-    out = run_cli("-q", "demo", "--out", str(tmp_path / "demo"))
-    assert out.returncode == 0, out.stderr
-    html = (tmp_path / "demo" / "index.html").read_text()
-    assert ("<img" in html and "airplane" in html) or "cat" in html
-    assert str(tmp_path / "demo") in out.stdout

@@ -31,11 +31,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-    import shutil
 
     from xaisec.models import spec
-    from xaisec.models.weights import WEIGHTS_DIR
+    from xaisec.models.weights import install_weights
     from xaisec.training import TrainConfig, train
 
     s = spec(args.model)
@@ -51,7 +49,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.model}: test accuracy {res.accuracy:.4f}")
     print(f"weights: {res.weights}\ncard: {res.card}")
     if args.install:
-        for f in (res.weights, res.card):
-            shutil.copyfile(f, WEIGHTS_DIR / f.name)
-        logging.getLogger(__name__).info("installed into %s", WEIGHTS_DIR)
+        print(f"installed into the package: {', '.join(str(p) for p in install_weights(res.weights, res.card))}")
     return 0

@@ -32,14 +32,12 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-    import shutil
 
     import torch
 
     from xaisec.interpreters.rts import RTSObjective, train_rts
     from xaisec.models import load, spec
-    from xaisec.models.weights import WEIGHTS_DIR
+    from xaisec.models.weights import install_weights
 
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
@@ -58,7 +56,5 @@ def run(args: argparse.Namespace) -> int:
               f"region removed {m['accuracy_destroyed']:.4f}")
     print(f"weights: {res.weights}\ncard: {res.card}")
     if args.install:
-        for f in (res.weights, res.card):
-            shutil.copyfile(f, WEIGHTS_DIR / f.name)
-        logging.getLogger(__name__).info("installed into %s", WEIGHTS_DIR)
+        print(f"installed into the package: {', '.join(str(p) for p in install_weights(res.weights, res.card))}")
     return 0

@@ -183,18 +183,8 @@ class CAM(_LayerCAM):
         return torch.einsum("nk,nkhw->nhw", w[target], a)
 
 
-class GradCAM(_LayerCAM):
-    """Grad-CAM: channel weights ``w_k = mean_ij d y_c / d A_k(i, j)`` (y_c the logit), map
-    ``ReLU(sum_k w_k A_k)``.
-
-    Args:
-        model, layer, normalize: see :class:`_LayerCAM`.
-        relu: apply the ReLU (default True, as in the paper; Captum's ``LayerGradCam`` default is False).
-
-    Raw maps: (N, h, w), >= 0 with ``relu=True``.
-    """
-
-    name: ClassVar[str] = "gradcam"
+class _GradientCAM(_LayerCAM):
+    """A CAM weighted by the gradient of the class score, with an optional ReLU on the final map."""
 
     def __init__(
         self,
@@ -207,6 +197,20 @@ class GradCAM(_LayerCAM):
         super().__init__(model, layer=layer, normalize=normalize)
         self.relu = relu
 
+
+class GradCAM(_GradientCAM):
+    """Grad-CAM: channel weights ``w_k = mean_ij d y_c / d A_k(i, j)`` (y_c the logit), map
+    ``ReLU(sum_k w_k A_k)``.
+
+    Args:
+        model, layer, normalize: see :class:`_LayerCAM`.
+        relu: apply the ReLU (default True, as in the paper; Captum's ``LayerGradCam`` default is False).
+
+    Raw maps: (N, h, w), >= 0 with ``relu=True``.
+    """
+
+    name: ClassVar[str] = "gradcam"
+
     def attribute(
         self, x: torch.Tensor, target: torch.Tensor | None, *, create_graph: bool = False
     ) -> torch.Tensor:
@@ -216,7 +220,7 @@ class GradCAM(_LayerCAM):
         return F.relu(maps) if self.relu else maps
 
 
-class GradCAMpp(_LayerCAM):
+class GradCAMpp(_GradientCAM):
     """Grad-CAM++ with the paper's closed form for the exponential score ``S = exp(y_c)``.
 
     With g = d y_c / d A, the derivatives of S are exp(y_c) g, exp(y_c) g^2, exp(y_c) g^3 (exact when y_c is
@@ -236,17 +240,6 @@ class GradCAMpp(_LayerCAM):
     """
 
     name: ClassVar[str] = "gradcam_pp"
-
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        layer: str | nn.Module | None = None,
-        relu: bool = True,
-        normalize: str = "minmax",
-    ) -> None:
-        super().__init__(model, layer=layer, normalize=normalize)
-        self.relu = relu
 
     def attribute(
         self, x: torch.Tensor, target: torch.Tensor | None, *, create_graph: bool = False

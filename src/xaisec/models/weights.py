@@ -27,6 +27,13 @@ def model_card(name: str) -> dict | None:
     return json.loads(p.read_text()) if p.exists() else None
 
 
+def install_weights(*files: str | Path) -> list[Path]:
+    """Copy weights files and their JSON cards into the package's shipped-weights folder (maintainers)."""
+    import shutil
+
+    return [Path(shutil.copyfile(f, WEIGHTS_DIR / Path(f).name)) for f in files]
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict from ``.safetensors`` or a torch checkpoint (``{"state_dict": ...}`` or bare),
     stripping a ``module.`` prefix left by DataParallel. Never unpickles arbitrary objects."""
