@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from tests.conftest import shared_or_skip
 from tests.test_cli import run_cli
 from xaisec.models import shipped_weights
 
@@ -44,6 +45,7 @@ def test_demo_shows_pgd_and_adv2_side_by_side(tmp_path):
 
 
 def test_bench_reproduce_resumes(tmp_path):
+    shared_or_skip("data", "cifar10-jpeg.tar")  # the grid draws its images from the CIFAR-10 test split
     args = ("-q", "bench", "reproduce", "--models", "cifar10_resnet20", "--interpreters", "cam", "--n", "3",
             "--n-small", "3", "--steps-scale", "0.01", "--out", str(tmp_path / "rep"))
     first = run_cli(*args)
