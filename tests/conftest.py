@@ -20,6 +20,18 @@ with contextlib.suppress(Exception):  # torchvision absent: the tests that need 
 torch.set_num_threads(1)  # tests run in parallel workers on a 2-core machine
 
 
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Relative error ||a - b|| / ||b|| (Frobenius), for cross-checks against other libraries."""
+    a, b = a.detach(), b.detach()
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+def predicted(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's predicted classes (N,)."""
+    with torch.no_grad():
+        return model(x).argmax(1)
+
+
 def shared_or_skip(*parts: str) -> Path:
     """A path inside ../shared, or skip the test with a clear reason when it is absent."""
     p = shared_path(*parts)

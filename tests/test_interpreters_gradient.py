@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import predicted, rel_err
 from xaisec.interpreters import get
 from xaisec.interpreters.gradient import (
     Gradient,
@@ -26,19 +27,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already r
 MODELS = ["resnet20_random", "resnet20_trained"]
 
 
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.detach(), b.detach()
-    return float((a - b).norm() / b.norm().clamp_min(1e-30))
-
-
 @pytest.fixture
 def cifar_batch() -> torch.Tensor:
     return torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(7))
-
-
-def predicted(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(x).argmax(1)
 
 
 @pytest.mark.parametrize("fixture", MODELS)

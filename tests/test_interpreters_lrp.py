@@ -8,17 +8,13 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import rel_err
 from xaisec.interpreters import get
 from xaisec.interpreters.lrp import COMPOSITES, LRP
 from xaisec.models import Classifier, wrap
 from xaisec.utils.checks import XaisecError
 
 MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.detach(), b.detach()
-    return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
 def randomise_batchnorms(net: nn.Module, seed: int) -> None:

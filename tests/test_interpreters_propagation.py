@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.conftest import predicted, rel_err
 from xaisec.interpreters import get
 from xaisec.interpreters.propagation import DeepLift, GuidedBackprop
 from xaisec.models import Classifier, wrap
@@ -24,19 +25,9 @@ MODELS = ["resnet20_random", "resnet20_trained"]
 RELU_FUNCTIONS = (F.relu, F.relu_, torch.relu, torch.relu_)
 
 
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.detach(), b.detach()
-    return float((a - b).norm() / b.norm().clamp_min(1e-30))
-
-
 @pytest.fixture
 def cifar_batch() -> torch.Tensor:
     return torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(8))
-
-
-def predicted(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(x).argmax(1)
 
 
 @pytest.mark.parametrize("fixture", MODELS)
