@@ -69,3 +69,12 @@ def test_bad_parameters():
         CW(lr=0)
     with pytest.raises(XaisecError):
         StAdv(tau=-1)
+
+
+def test_step_scale_shrinks_the_pgd_step():
+    x = torch.full((1, 3, 4, 4), 0.5)
+    fw = PGD(eps=8 / 255, alpha=2 / 255)
+    fw.start(x, None)
+    fw.step_scale = 0.25
+    fw.update(torch.ones_like(x))
+    assert torch.allclose(fw.adversarial() - x, torch.full_like(x, -0.5 / 255))

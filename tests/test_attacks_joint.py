@@ -1,5 +1,6 @@
 """Direction-of-effect tests of the joint attacks on a tiny network (fast versions of the benchmarks)."""
 
+import itertools
 import math
 
 import pytest
@@ -115,3 +116,37 @@ def test_bad_arguments(tiny_model, batch):
         atk(x, y[:3])
     with pytest.raises(XaisecError, match="target_map must have shape"):
         get("adv2", tiny_model, "gradcam", target_map=torch.zeros(2, 16, 16), **FAST)(x, y)
+
+
+def test_step_size_decays_over_the_joint_stages(tiny_model, batch, monkeypatch):
+    from xaisec.attacks.frameworks.pgd import PGD
+
+    scales = []
+    original = PGD.update
+
+    def recording_update(self, grad):
+        scales.append(self.step_scale)
+        original(self, grad)
+
+    monkeypatch.setattr(PGD, "update", recording_update)
+    x, y = batch
+    atk = get("adv2", tiny_model, "gradcam", warm_steps=5, stages=[(6, 5.0, 5.0), (5, 10.0, 10.0)], final_step=0.2)
+    atk(x, y)
+    assert atk.config()["final_step"] == 0.2
+    assert scales[:5] == [1.0] * 5  # the warm start keeps the full step
+    joint = scales[5:]
+    assert joint[0] == pytest.approx(1.0) and joint[-1] == pytest.approx(0.2)
+    assert all(a > b for a, b in itertools.pairwise(joint))  # decays across both stages
+
+
+def test_far_target_maps_get_a_larger_map_weight(tiny_model):
+    benign = get("adv2", tiny_model, "gradcam", stages=[(10, 5.0, 10.0)])
+    patch = get("adv2", tiny_model, "gradcam", stages=[(10, 5.0, 10.0)], target_map="patch")
+    own = get("adv2", tiny_model, "gradcam", stages=[(10, 5.0, 10.0)], target_map="patch", lam_scale=2.0)
+    assert benign.profile.stages == ((10, 5.0, 10.0),)
+    assert patch.profile.stages == ((10, 50.0, 100.0),)
+    assert own.profile.stages == ((10, 10.0, 20.0),)
+    with pytest.raises(XaisecError, match="lam_scale"):
+        get("adv2", tiny_model, "gradcam", lam_scale=0)
+    with pytest.raises(XaisecError, match="final_step"):
+        get("adv2", tiny_model, "gradcam", final_step=1.5)

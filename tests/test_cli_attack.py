@@ -53,8 +53,12 @@ def test_bench_reproduce_resumes(tmp_path):
     cells = sorted((tmp_path / "rep" / "cells").glob("*.json"))
     assert len(cells) == 4 * 3  # 4 attacks x (pgd, cw, stadv)
     stamps = [c.stat().st_mtime_ns for c in cells]
+    transfer = sorted((tmp_path / "rep" / "transfer").glob("*.json"))
+    assert [t.name for t in transfer] == ["cifar10_resnet20__cam__adv2__pgd__cam.json"]
+    transfer_stamp = transfer[0].stat().st_mtime_ns
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr
     assert [c.stat().st_mtime_ns for c in cells] == stamps  # nothing re-run
+    assert transfer[0].stat().st_mtime_ns == transfer_stamp  # the transferability entry came from its cache
     md = (tmp_path / "rep" / "results.md").read_text()
     assert "| cifar10_resnet20 | cam | adv2 | pgd | 3 |" in md and "transferability" in md

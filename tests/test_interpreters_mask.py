@@ -91,6 +91,29 @@ def test_mask_beats_random_deletion_on_trained_resnet20(resnet20_trained):
     assert p_opt.mean() < p_rnd.mean(0).mean() - 0.1
 
 
+class Overconfident(nn.Module):
+    """The texture model with logits x 100: p(class 0) ~ 1 on noise images, ~ 0 once half blurred."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = TopLeftTexture()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 100 * self.inner(x)
+
+
+def test_temperature_keeps_maps_of_overconfident_samples(noise_images):
+    model = wrap(Overconfident(), mean=(0.0,) * 3, std=(1.0,) * 3).eval()
+    x, t = noise_images, torch.zeros(4, dtype=torch.long)
+    assert (target_prob(model, x, t) > 1 - 1e-5).all()
+    paper = MeaningfulPerturbation(model, iterations=40, temperature=1.0, normalize="none")(x, t)
+    ours = MeaningfulPerturbation(model, iterations=40, normalize="none")(x, t)
+    # T = 1: the probability saturates, its gradient vanishes and the l1 term keeps the whole image
+    assert paper.amax((1, 2)).max() < 0.05
+    # T = 4 (default): the map finds the top-left evidence
+    assert (ours[:, :8, :8].mean((1, 2)) > ours[:, 8:, 8:].mean((1, 2)) + 0.3).all()
+
+
 def test_seeded_noise_and_jitter_reproducible(texture_model, noise_images):
     x, t = noise_images, 0
     opts = {"iterations": 5, "noise_std": 0.1, "jitter": 1}
@@ -198,6 +221,8 @@ def test_bad_inputs_and_options(texture_model, noise_images):
         MeaningfulPerturbation(texture_model, mask_size=0)
     with pytest.raises(XaisecError, match="iterations"):
         MeaningfulPerturbation(texture_model, iterations=-1)
+    with pytest.raises(XaisecError, match="temperature"):
+        MeaningfulPerturbation(texture_model, temperature=0)
     with pytest.raises(XaisecError, match="bad options"):
         get("mask", texture_model, no_such_option=1)
     state = g.init_state(noise_images)

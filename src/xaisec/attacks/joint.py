@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # interpreters whose maps are input gradients: their second derivatives vanish on ReLU networks, so the
 # map term is differentiated through the soft-ReLU surrogate (the prediction term uses the real model)
+FAR_TARGET_LAM_SCALE = 10.0  # lambda multiplier for target maps other than the benign one
+
 SURROGATE_INTERPRETERS = {"grad", "grad_x_input", "integrated_gradients", "smoothgrad"}
 
 
@@ -53,13 +55,20 @@ class JointAttack:
         steps_scale: multiply every stage's steps (e.g. 0.25 for 32x32 images on a CPU).
         warm_steps, stages, lam: override the profile: warm-start steps; a list of (steps, lam_start,
             lam_end); or one constant lambda for all joint stages.
+        lam_scale: multiplies every joint stage's lambda; default 1 for the benign target map and
+            ``FAR_TARGET_LAM_SCALE`` (10) for patch, class and user maps, which lie far from the benign map
+            and need a stronger pull (measured on ResNet-20: L1 to a patch 0.60x -> 0.41x its L1 to
+            the benign map with Grad-CAM).
+        final_step: the step size (PGD alpha, Adam lr) decays linearly over the joint stages from 1x to
+            this fraction (profile default; 1 = constant, as the papers).
         pred_loss: ``"ce"`` or ``"cw"`` for the joint stages; pred_weight its weight (C&W framework: 2).
         label_confidence: target label smoothing (profile default: 0.95 for gradient maps, else 1).
         kappa: C&W margin confidence.
         target_class: ``"random"`` (another class, default), an int or (N,) tensor, or ``"untargeted"``.
         target_map: ``"benign"`` (default), ``"patch"`` (random rectangle or circle), ``"class"`` (the map
             of another image of the batch with a different label), or an (N, H, W) tensor in [0, 1].
-        keep_best: return, per image, the successful iterate with the lowest map loss.
+        keep_best: return, per image, the successful iterate with the lowest map loss (of the real
+            interpreter's map, also when the gradient is taken through the soft-ReLU surrogate).
         log_every: record the mean losses and success rate every this many steps in ``result.history``.
         seed: seeds target classes, patches, random starts.
         progress: show a progress bar.
@@ -89,6 +98,8 @@ class JointAttack:
         warm_steps: int | None = None,
         stages: list[tuple[int, float, float]] | None = None,
         lam: float | None = None,
+        final_step: float | None = None,
+        lam_scale: float | None = None,
         pred_loss: str = "ce",
         pred_weight: float | None = None,
         label_confidence: float | None = None,
@@ -124,6 +135,17 @@ class JointAttack:
             prof = Profile(**{**prof.__dict__, "stages": tuple(tuple(s) for s in stages)})
         if lam is not None:
             prof = Profile(**{**prof.__dict__, "stages": tuple((s, lam, lam) for s, _, _ in prof.stages)})
+        if lam_scale is None:
+            lam_scale = 1.0 if isinstance(target_map, str) and target_map == "benign" else FAR_TARGET_LAM_SCALE
+        if lam_scale <= 0:
+            raise XaisecError(f"lam_scale must be > 0, got {lam_scale}")
+        if lam_scale != 1.0:
+            prof = Profile(**{**prof.__dict__, "stages": tuple((s, a * lam_scale, b * lam_scale)
+                                                               for s, a, b in prof.stages)})
+        if final_step is not None:
+            prof = Profile(**{**prof.__dict__, "final_step": float(final_step)})
+        if not 0 < prof.final_step <= 1:
+            raise XaisecError(f"final_step must be in (0, 1], got {prof.final_step}")
         if prof.warm_steps < 0 or any(s < 0 for s, _, _ in prof.stages):
             raise XaisecError("step counts must be >= 0")
         self.profile = prof
@@ -145,7 +167,7 @@ class JointAttack:
             "attack": self.name, "framework": self.framework_name, "interpreter": self.interpreter.name,
             "map_term": self.map_term, "edge": self.edge, "edge_threshold": self.edge_threshold, "eps": self.eps,
             "alpha": self.alpha, "warm_steps": self.profile.warm_steps,
-            "stages": [list(s) for s in self.profile.stages],
+            "stages": [list(s) for s in self.profile.stages], "final_step": self.profile.final_step,
             "pred_loss": self.pred_loss, "pred_weight": self.pred_weight, "label_confidence": self.label_confidence,
             "target_class": self.target_class if isinstance(self.target_class, (str, int, type(None))) else "tensor",
             "target_map": self.target_map if isinstance(self.target_map, str) else "tensor",
@@ -210,12 +232,16 @@ class JointAttack:
         bar = tqdm(total=total, desc=f"{self.name}-{self.framework_name} ({self.interpreter.name})",
                    disable=not self.progress, leave=False)
         done = 0
+        joint_total = max(total - self.profile.warm_steps - 1, 1)
         history: dict[str, list[float]] = {"step": [], "pred_loss": [], "map_loss": [], "success": []}
         for stage_index, (steps, lam0, lam1, loss_kind) in enumerate(schedule):
             if stage_index > 0:
                 fw.reset_optimizer()
             for i in range(steps):
                 lam = lam0 + (lam1 - lam0) * (i / max(steps - 1, 1))
+                if stage_index > 0:  # step-size decay over the joint stages (1 -> final_step)
+                    frac = (done - self.profile.warm_steps) / joint_total
+                    fw.step_scale = 1.0 + (self.profile.final_step - 1.0) * frac
                 use_map = self.map_term and lam > 0
                 xa = fw.adversarial()
                 if use_map:
@@ -238,7 +264,11 @@ class JointAttack:
                         loss = loss + self.profile.encoder_weight * F.cross_entropy(enc, cls, reduction="none")
                 (grad,) = torch.autograd.grad(loss.sum(), fw.param)
                 if self.keep_best:
-                    self._track_best(xa, logits, target, y, m_loss, best_x, best_score)
+                    score = m_loss
+                    if m_loss is not None and self.surrogate:
+                        # judge iterates by the real interpreter's map (what is reported), not the surrogate's
+                        score = map_loss(self.interpreter(xa.detach(), cls), maps_target)
+                    self._track_best(xa, logits, target, y, score, best_x, best_score)
                 if done % self.log_every == 0:
                     self._log(history, done, logits, target, y, p_loss, m_loss)
                 fw.update(grad)

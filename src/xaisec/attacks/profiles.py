@@ -3,6 +3,12 @@
 xaisec's map loss is the *mean* squared difference over pixels of min-max normalised maps, so map
 weights are independent of the image size. A stage is (steps, lambda at its start, lambda at its end),
 ramped linearly; the warm start is a plain attack (lambda 0) before the joint stages.
+
+One deviation from the reference code, on by default and a keyword argument of every attack: the step
+size (PGD alpha, Adam lr) decays linearly over the joint stages to ``final_step`` = 0.1 of its value
+(the papers keep it constant). Constant 1/255 sign steps keep every pixel jittering by 1/255, which alone
+moves a gradient map by L1 ~ 0.03 on CIFAR-10; with the decay, ADV^2 against ``grad`` on the shipped
+ResNet-20 reaches L1 0.048 instead of 0.070 and IoU 0.58 instead of 0.40 (20 images, steps x 0.25).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ class Profile:
     encoder_weight: float = 0.0  # RTS: weight of the CE of the saliency network's own logits toward the target
     edge_threshold: float = 0.1  # AdvEdge+ threshold on the Sobel magnitude (RTS: 0.05)
     warm_loss: str = "ce"  # prediction loss in the warm start (MASK: the C&W margin)
+    # step size at the end of the joint stages as a fraction of the first (linear decay; papers: 1)
+    final_step: float = 0.1
 
     def scaled(self, factor: float) -> Profile:
         """The same schedule with every step count multiplied by ``factor`` (at least 1 step per stage)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from xaisec.experiments.grid import Cell, load_adversarial, run_grid
+from xaisec.experiments.grid import Cell, adversarial_path, load_adversarial, run_grid
 from xaisec.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -92,13 +92,25 @@ def transferability(out: Path, cells: list[Cell], interpreters: tuple[str, ...])
         wanted = cell.model == MAIN_MODEL and cell.attack == "adv2" and cell.framework == "pgd"
         if not wanted or cell.interpreter not in interps:
             continue
-        adv = load_adversarial(out, cell)
-        x, x_adv = adv["x"].to(model.device), adv["x_adv"].to(model.device)
-        pred_clean, pred_adv = model(x).argmax(1), model(x_adv).argmax(1)
+        adv_file = adversarial_path(out, cell)
+        adv: dict[str, torch.Tensor] | None = None
         row = {}
         for name, g in interps.items():
+            # cached per (row cell, column interpreter); invalidated when the cell's inputs change
+            cache = out / "transfer" / f"{cell.key}__{name}.json"
+            stamp = adv_file.stat().st_mtime_ns
+            if cache.exists():
+                cached = json.loads(cache.read_text())
+                if cached.get("stamp") == stamp:
+                    row[name] = cached["value"]
+                    continue
+            if adv is None:
+                adv = load_adversarial(out, cell)
+                x, x_adv = adv["x"].to(model.device), adv["x_adv"].to(model.device)
+                pred_clean, pred_adv = model(x).argmax(1), model(x_adv).argmax(1)
             mb, ma = g(x, pred_clean), g(x_adv, pred_adv)
             row[name] = {"l1": float(map_l1(ma, mb).mean()), "iou": float(map_iou(ma, mb).mean())}
+            atomic_write_json(cache, {"stamp": stamp, "value": row[name]})
         matrix[cell.interpreter] = row
     return matrix
 

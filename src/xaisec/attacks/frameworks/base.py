@@ -21,6 +21,7 @@ class Framework(abc.ABC):
     def __init__(self) -> None:
         self.x: torch.Tensor | None = None
         self.weights: torch.Tensor | None = None
+        self.step_scale = 1.0  # multiplies the step size / learning rate (the attack's step-size decay)
 
     def start(self, x: torch.Tensor, weights: torch.Tensor | None) -> None:
         """Begin an attack on clean x (N, C, H, W) in [0, 1] with optional edge weights (N, 1, H, W)."""
@@ -68,6 +69,8 @@ class AdamFramework(Framework):
             self.reset_optimizer()
         assert self._opt is not None
         self.param.grad = grad
+        for group in self._opt.param_groups:
+            group["lr"] = self.lr * self.step_scale
         self._opt.step()
         self._opt.zero_grad(set_to_none=True)
         self.after_update()

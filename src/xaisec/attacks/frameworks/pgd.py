@@ -51,7 +51,7 @@ class PGD(Framework):
     @torch.no_grad()
     def update(self, grad: torch.Tensor) -> None:
         assert self.x is not None
-        step = self.alpha * grad.sign()
+        step = self.alpha * self.step_scale * grad.sign()
         if self.weights is not None:
             step = step * self.weights
         delta = (self.param - step).clamp(-self.eps, self.eps)
