@@ -50,11 +50,14 @@ def build_cells(models: list[str], interpreters: tuple[str, ...] = INTERPRETERS,
     return cells
 
 
+_INTERPRETER_RANK = {name: i for i, name in enumerate(INTERPRETERS)}
+_ATTACK_RANK = {name: i for i, name in enumerate(ATTACKS)}
+
+
 def _order(record: dict[str, Any]) -> tuple:
     c = record["config"]["cell"]
-    rank = {name: i for i, name in enumerate((*INTERPRETERS, *ATTACKS, "pgd", "cw", "stadv"))}
     return (c["model"] != MAIN_MODEL, c["model"], c["framework"] != "pgd", c["framework"],
-            rank.get(c["interpreter"], 99), c["interpreter"], rank.get(c["attack"], 99))
+            _INTERPRETER_RANK.get(c["interpreter"], 99), c["interpreter"], _ATTACK_RANK.get(c["attack"], 99))
 
 
 def _fmt(key: str, v: float) -> str:
@@ -92,13 +95,12 @@ def transferability(out: Path, cells: list[Cell], interpreters: tuple[str, ...])
         wanted = cell.model == MAIN_MODEL and cell.attack == "adv2" and cell.framework == "pgd"
         if not wanted or cell.interpreter not in interps:
             continue
-        adv_file = adversarial_path(out, cell)
+        stamp = adversarial_path(out, cell).stat().st_mtime_ns
         adv: dict[str, torch.Tensor] | None = None
         row = {}
         for name, g in interps.items():
             # cached per (row cell, column interpreter); invalidated when the cell's inputs change
             cache = out / "transfer" / f"{cell.key}__{name}.json"
-            stamp = adv_file.stat().st_mtime_ns
             if cache.exists():
                 cached = json.loads(cache.read_text())
                 if cached.get("stamp") == stamp:
