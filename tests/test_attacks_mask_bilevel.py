@@ -36,3 +36,13 @@ def test_bilevel_options_are_checked(trained_tiny):
         get("adv2", trained_tiny, "mask", inner_unrolled=0, **MASK)
     with pytest.raises(XaisecError, match="functional API"):
         MaskBilevelAttack(trained_tiny, get.__globals__["get_interpreter"]("gradcam", trained_tiny))
+
+
+def test_prediction_step_raises_the_target_confidence(trained_tiny, batch):
+    x, y = batch
+    common = dict(warm_steps=10, stages=[(10, 1.0, 1.0)], reset_every=5, reset_iterations=10, seed=1, **MASK)
+    without = get("adv2", trained_tiny, "mask", **common)(x, y)
+    with_step = get("adv2", trained_tiny, "mask", prediction_step=True, **common)(x, y)
+    assert with_step.config["prediction_step"] and with_step.config["straight_through"]
+    assert with_step.metrics["confidence"].mean() > without.metrics["confidence"].mean()
+    assert len(with_step.history["fresh_map_loss"]) == 2  # one fresh map per reset

@@ -185,6 +185,23 @@ def test_unrolled_gradient_matches_finite_differences(texture_model, noise_image
     assert float((grad * d).sum()) == pytest.approx(float(fd), rel=1e-3)
 
 
+def test_straight_through_clamp_keeps_gradients_of_saturated_cells(texture_model, noise_images):
+    # from m = 1 the l1 term pushes the evidence-free cells further up: the clamp holds them at 1 and
+    # blocks their gradient to x; the straight-through clamp gives the same masks and a non-zero gradient
+    x, t = noise_images.clone().requires_grad_(True), torch.zeros(4, dtype=torch.long)
+    g = MeaningfulPerturbation(texture_model, init=1.0)
+    start = g.optimise(x, t, iterations=3)  # Adam's very first step is a sign step: no gradient to x
+    clamped = g.step(start, x, t, create_graph=True)
+    passed = g.step(start, x, t, create_graph=True, straight_through=True)
+    assert torch.equal(clamped.mask, passed.mask)
+    held = (clamped.mask == 1).detach()
+    assert (held.flatten(1).sum(1) >= 3).all()
+    (g_clamped,) = torch.autograd.grad((clamped.mask * held).sum(), x, allow_unused=True)
+    (g_passed,) = torch.autograd.grad((passed.mask * held).sum(), x)
+    assert g_clamped is None or float(g_clamped.abs().max()) == 0.0
+    assert float(g_passed.abs().sum()) > 0  # (cells far from the evidence have no x-dependence at all)
+
+
 def test_step_does_not_modify_its_input_state(texture_model, noise_images):
     g = MeaningfulPerturbation(texture_model)
     state = g.init_state(noise_images)

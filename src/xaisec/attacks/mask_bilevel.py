@@ -9,6 +9,19 @@ found by halving (from ``max_step``) until the C&W margin toward the target stay
 ``reset_every`` iterations the mask is re-optimised from scratch and its Adam moments reset. The warm
 start is a plain PGD attack on the C&W margin. All candidate step sizes of all images are evaluated in
 one batched forward pass.
+
+Choices of xaisec's, keyword arguments:
+
+- ``keep_best`` scores an iterate only where its real MASK map is known: at every reset (the fresh
+  re-optimisation is exactly the interpreter's map when ``reset_iterations`` is its ``iterations``) and at
+  the end. The unrolled, warm-continued masks drift from the fresh map and were a misleading score.
+- ``straight_through`` (default on): in the unrolled steps the clamp of the mask to [0, 1] passes
+  gradients unchanged. With the plain clamp, every grid cell held at 0 or 1, about a third of them,
+  blocks the outer gradient, and those are the cells the attack most needs to move. ResNet-20, 8 images,
+  steps x 0.25: IoU to the benign map 0.19 -> 0.25, fresh-map loss 0.17 -> 0.15.
+- ``prediction_step`` (default off): the paper's two-step update, a sign step on the cross-entropy
+  toward the target before each map step. It lifts the target confidence to ~1 but moved the map no
+  closer (IoU 0.23 on the same 8 images) and doubles the noise rate.
 """
 
 from __future__ import annotations
@@ -38,13 +51,16 @@ class MaskBilevelAttack(JointAttack):
         reset_iterations: inner steps of that re-optimisation (default: the interpreter's ``iterations``).
         max_step: the largest outer step (L2 norm of the move, 0.08); halvings: candidates max_step / 2^k.
         margin_threshold: a move is allowed only if max_{j != t} z_j - z_t stays below this (0: still target).
+        straight_through: the unrolled steps' clamp passes gradients (True; see the module docstring).
+        prediction_step: a sign step of size alpha on the cross-entropy before each map step (False).
     """
 
     needs_differentiable_maps = False
 
     def __init__(self, model: nn.Module, interpreter: Interpreter, *, framework: str = "pgd", inner_plain: int = 4,
                  inner_unrolled: int = 4, reset_every: int = 50, reset_iterations: int | None = None,
-                 max_step: float = 0.08, halvings: int = 12, margin_threshold: float = 0.0, **options: Any) -> None:
+                 max_step: float = 0.08, halvings: int = 12, margin_threshold: float = 0.0,
+                 straight_through: bool = True, prediction_step: bool = False, **options: Any) -> None:
         if framework != "pgd":
             raise XaisecError(f"the MASK bilevel attack runs on the pgd framework, not {framework!r}")
         if not all(hasattr(interpreter, a) for a in ("init_state", "optimise", "step", "map_from_state")):
@@ -58,11 +74,13 @@ class MaskBilevelAttack(JointAttack):
         self.reset_every, self.max_step, self.halvings = reset_every, max_step, halvings
         self.reset_iterations = reset_iterations
         self.margin_threshold = margin_threshold
+        self.straight_through, self.prediction_step = straight_through, prediction_step
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "inner_plain": self.inner_plain, "inner_unrolled": self.inner_unrolled,
                 "reset_every": self.reset_every, "max_step": self.max_step, "halvings": self.halvings,
-                "margin_threshold": self.margin_threshold}
+                "margin_threshold": self.margin_threshold, "straight_through": self.straight_through,
+                "prediction_step": self.prediction_step}
 
     def _margin(self, logits: torch.Tensor, target: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
         return prediction_loss(logits, target, y, kind="cw", kappa=float("inf"))
@@ -95,19 +113,27 @@ class MaskBilevelAttack(JointAttack):
         scales = self.max_step * 0.5 ** torch.arange(self.halvings, device=x.device, dtype=x.dtype)
         state = None
         reset_iters = g.iterations if self.reset_iterations is None else self.reset_iterations
+        history["fresh_map_loss"] = []
         for it in range(joint_steps):
             if cls is None or target is None:
                 with torch.no_grad():
                     cls = self.model(x_adv).argmax(1)
-            if state is None or it % self.reset_every == 0:
+            fresh = state is None or it % self.reset_every == 0
+            if fresh:
                 state = g.optimise(x_adv, cls, iterations=reset_iters)
+                with torch.no_grad():
+                    fresh_loss = map_loss(g.map_from_state(state, size), maps_target)
+                    self._track_best(x_adv, self.model(x_adv), target, y, fresh_loss, best_x, best_score)
+                history["fresh_map_loss"].append(float(fresh_loss.mean()))
             elif self.inner_plain:
                 state = g.optimise(x_adv, cls, state, iterations=self.inner_plain)
+            if self.prediction_step:
+                x_adv = self._prediction_step(x, x_adv, weights, target, y)
             xa = x_adv.clone().requires_grad_(True)
             st = state
             outer = torch.zeros(n, device=x.device)
             for _ in range(self.inner_unrolled):
-                st = g.step(st, xa, cls, create_graph=True)
+                st = g.step(st, xa, cls, create_graph=True, straight_through=self.straight_through)
                 outer = outer + map_loss(g.map_from_state(st, size), maps_target)
             outer = outer / self.inner_unrolled
             (grad,) = torch.autograd.grad(outer.sum(), xa)
@@ -115,7 +141,6 @@ class MaskBilevelAttack(JointAttack):
                             exp_avg_sq=st.exp_avg_sq.detach())
             with torch.no_grad():
                 logits = self.model(x_adv)
-                self._track_best(x_adv, logits, target, y, outer.detach(), best_x, best_score)
                 if it % self.log_every == 0:
                     self._log(history, self.profile.warm_steps + it, logits, target, y,
                               self._margin(logits, target, y), outer)
@@ -130,6 +155,19 @@ class MaskBilevelAttack(JointAttack):
                 found = torch.isfinite(best_score).view(-1, 1, 1, 1)
                 x_adv = torch.where(found, best_x, x_adv)
         return self._finish(x, x_adv, y, target, maps_target, t0, self.profile.warm_steps + joint_steps, history)
+
+    def _prediction_step(self, x: torch.Tensor, x_adv: torch.Tensor, weights: torch.Tensor | None,
+                         target: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
+        """Step (i) of the paper's two-step update: one sign step of size alpha on the prediction loss
+        (cross-entropy toward the target), projected onto the eps-ball and [0, 1]."""
+        xa = x_adv.clone().requires_grad_(True)
+        loss = prediction_loss(self.model(xa), target, y, kind="ce")
+        (grad,) = torch.autograd.grad(loss.sum(), xa)
+        step = self.alpha * grad.sign()
+        if weights is not None:
+            step = step * weights
+        moved = torch.minimum(torch.maximum(x_adv - step, x - self.eps), x + self.eps).clamp(0, 1)
+        return moved.detach()
 
     @torch.no_grad()
     def _line_search(self, x: torch.Tensor, x_adv: torch.Tensor, grad: torch.Tensor, weights: torch.Tensor | None,

@@ -235,21 +235,25 @@ class MeaningfulPerturbation(Interpreter):
         return MaskState(mask, torch.zeros_like(mask), torch.zeros_like(mask), 0, generator)
 
     def step(
-        self, state: MaskState, x: torch.Tensor, target: torch.Tensor | int, *, create_graph: bool = False
+        self, state: MaskState, x: torch.Tensor, target: torch.Tensor | int, *, create_graph: bool = False,
+        straight_through: bool = False,
     ) -> MaskState:
         """One Adam step on the mask; returns a new state (the input state is not modified).
 
         With ``create_graph=True`` the new mask and moments are differentiable functions of x (and of the
         incoming state), so a loss on masks after k unrolled steps backpropagates to x. Adam's denominator
         is sqrt(v_hat + eps^2) + eps (finite second derivatives where v = 0; otherwise as torch.optim.Adam).
+        ``straight_through``: the clamp to [0, 1] passes gradients unchanged (forward values are the same),
+        so cells stuck at 0 or 1 still tell x which way their Adam step points.
         """
         x = x.to(self.device)
         t = check_targets(target, x.shape[0], num_classes=self.num_classes, device=self.device)
         if state.mask.shape[0] != x.shape[0]:
             raise XaisecError(f"state is for {state.mask.shape[0]} images but x has {x.shape[0]}")
-        return self._step(state, x, t, create_graph)
+        return self._step(state, x, t, create_graph, straight_through)
 
-    def _step(self, state: MaskState, x: torch.Tensor, t: torch.Tensor, create_graph: bool) -> MaskState:
+    def _step(self, state: MaskState, x: torch.Tensor, t: torch.Tensor, create_graph: bool,
+              straight_through: bool = False) -> MaskState:
         b1, b2 = self.betas
         with torch.enable_grad():
             mask = state.mask
@@ -266,7 +270,8 @@ class MeaningfulPerturbation(Interpreter):
         exp_avg_sq = b2 * state.exp_avg_sq + (1 - b2) * grad * grad
         m_hat = exp_avg / (1 - b1**steps)
         v_hat = exp_avg_sq / (1 - b2**steps)
-        new_mask = (mask - self.lr * m_hat / ((v_hat + self.eps**2).sqrt() + self.eps)).clamp(0.0, 1.0)
+        raw = mask - self.lr * m_hat / ((v_hat + self.eps**2).sqrt() + self.eps)
+        new_mask = raw + (raw.clamp(0.0, 1.0) - raw).detach() if straight_through else raw.clamp(0.0, 1.0)
         return replace(state, mask=new_mask, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq, steps=steps)
 
     def optimise(
