@@ -118,8 +118,7 @@ class MaskBilevelAttack(JointAttack):
             if cls is None or target is None:
                 with torch.no_grad():
                     cls = self.model(x_adv).argmax(1)
-            fresh = state is None or it % self.reset_every == 0
-            if fresh:
+            if state is None or it % self.reset_every == 0:
                 state = g.optimise(x_adv, cls, iterations=reset_iters)
                 with torch.no_grad():
                     fresh_loss = map_loss(g.map_from_state(state, size), maps_target)
@@ -166,8 +165,11 @@ class MaskBilevelAttack(JointAttack):
         step = self.alpha * grad.sign()
         if weights is not None:
             step = step * weights
-        moved = torch.minimum(torch.maximum(x_adv - step, x - self.eps), x + self.eps).clamp(0, 1)
-        return moved.detach()
+        return self._project(x, x_adv - step).detach()
+
+    def _project(self, x: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+        """Candidates (..., N, C, H, W) projected onto the eps-ball around x (N, C, H, W) and [0, 1]."""
+        return torch.minimum(torch.maximum(cand, x - self.eps), x + self.eps).clamp(0, 1)
 
     @torch.no_grad()
     def _line_search(self, x: torch.Tensor, x_adv: torch.Tensor, grad: torch.Tensor, weights: torch.Tensor | None,
@@ -179,7 +181,7 @@ class MaskBilevelAttack(JointAttack):
             direction = direction * weights
         k = scales.shape[0]
         cand = x_adv.unsqueeze(0) + scales.view(k, 1, 1, 1, 1) * direction.unsqueeze(0)
-        cand = torch.minimum(torch.maximum(cand, x.unsqueeze(0) - self.eps), x.unsqueeze(0) + self.eps).clamp(0, 1)
+        cand = self._project(x, cand)
         flat = cand.reshape(k * n, *x.shape[1:])
         rep_t = None if target is None else target.repeat(k)
         margins = self._margin(self.model(flat), rep_t, y.repeat(k)).view(k, n)
