@@ -139,8 +139,8 @@ class MaskBilevelAttack(JointAttack):
             state = replace(st, mask=st.mask.detach(), exp_avg=st.exp_avg.detach(),
                             exp_avg_sq=st.exp_avg_sq.detach())
             with torch.no_grad():
-                logits = self.model(x_adv)
-                if it % self.log_every == 0:
+                if it % self.log_every == 0:  # the forward pass only feeds the log since scoring moved to resets
+                    logits = self.model(x_adv)
                     self._log(history, self.profile.warm_steps + it, logits, target, y,
                               self._margin(logits, target, y), outer)
                 x_adv = self._line_search(x, x_adv, grad, weights, scales, target, y)
