@@ -1,6 +1,7 @@
 import math
 
 import pytest
+import torch
 
 from xaisec.attacks import get
 from xaisec.attacks.mask_bilevel import MaskBilevelAttack
@@ -46,3 +47,27 @@ def test_prediction_step_raises_the_target_confidence(trained_tiny, batch):
     assert with_step.config["prediction_step"] and with_step.config["straight_through"]
     assert with_step.metrics["confidence"].mean() > without.metrics["confidence"].mean()
     assert len(with_step.history["fresh_map_loss"]) == 2  # one fresh map per reset
+
+
+def test_refinement_only_lowers_the_fresh_map_loss_and_keeps_inputs_adversarial(trained_tiny, batch):
+    from xaisec.attacks.objectives import map_loss
+
+    x, y = batch
+    common = dict(warm_steps=10, stages=[(10, 1.0, 1.0)], reset_every=5, reset_iterations=30, seed=2, **MASK)
+    plain = get("adv2", trained_tiny, "mask", refine_rounds=0, **common)(x, y)
+    refined = get("adv2", trained_tiny, "mask", refine_rounds=3, refine_batch=4, **common)(x, y)
+    g = get("adv2", trained_tiny, "mask", **common).interpreter
+    target = refined.target
+    before = map_loss(g(plain.x_adv, target), plain.maps_target)
+    after = map_loss(g(refined.x_adv, target), refined.maps_target)
+    assert torch.equal(plain.maps_target, refined.maps_target)
+    assert (after <= before + 1e-6).all() and after.mean() < before.mean()  # it found improvements
+    assert bool(refined.success[plain.success].all())  # accepted moves stay adversarial
+    assert float((refined.x_adv - refined.x).abs().max()) <= 8 / 255 + 1e-6
+    assert refined.config["refine_rounds"] == 3 and "refined_map_loss" in refined.history
+
+
+def test_refinement_options_are_checked(trained_tiny):
+    for bad in ({"refine_rounds": -1}, {"refine_batch": 0}, {"refine_scales": ()}, {"refine_scales": (0.1, -1.0)}):
+        with pytest.raises(XaisecError, match="refine"):
+            get("adv2", trained_tiny, "mask", **bad, **MASK)

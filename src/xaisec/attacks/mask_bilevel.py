@@ -19,6 +19,14 @@ Choices of xaisec's, keyword arguments:
   gradients unchanged. With the plain clamp, every grid cell held at 0 or 1, about a third of them,
   blocks the outer gradient, and those are the cells the attack most needs to move. ResNet-20, 8 images,
   steps x 0.25: IoU to the benign map 0.19 -> 0.25, fresh-map loss 0.17 -> 0.15.
+- ``refine_rounds`` (default 8): a final stage that differentiates the *whole* fresh MASK optimisation
+  (all ``reset_iterations`` steps unrolled from the initial mask, so the gradient is that of the map the
+  interpreter reports, not of a truncated, warm-started one). Each round tries steps of
+  ``refine_scales`` (L2 norms) along that exact gradient, computes the fresh map of every candidate, and
+  keeps the best one only if it lowers the fresh map loss and stays adversarial. Most rounds stop
+  improving after 4-6, so a chunk stops early once no image improved. Memory grows with the unrolled
+  steps, so it runs in chunks of ``refine_batch`` images. ResNet-20, 32 images, steps x 0.25: IoU
+  to the benign map 0.265 -> 0.299, L1 0.239 -> 0.226, for 4-6 s per image more.
 - ``prediction_step`` (default off): the paper's two-step update, a sign step on the cross-entropy
   toward the target before each map step. It lifts the target confidence to ~1 but moved the map no
   closer (IoU 0.23 on the same 8 images) and doubles the noise rate.
@@ -53,6 +61,9 @@ class MaskBilevelAttack(JointAttack):
         margin_threshold: a move is allowed only if max_{j != t} z_j - z_t stays below this (0: still target).
         straight_through: the unrolled steps' clamp passes gradients (True; see the module docstring).
         prediction_step: a sign step of size alpha on the cross-entropy before each map step (False).
+        refine_rounds: rounds of the exact-gradient refinement stage (8; 0 = off).
+        refine_scales: the L2 step sizes it tries along the exact gradient ((0.16, 0.04, 0.01)).
+        refine_batch: images per refinement chunk (8; the full unroll keeps every step's graph).
     """
 
     needs_differentiable_maps = False
@@ -60,7 +71,9 @@ class MaskBilevelAttack(JointAttack):
     def __init__(self, model: nn.Module, interpreter: Interpreter, *, framework: str = "pgd", inner_plain: int = 4,
                  inner_unrolled: int = 4, reset_every: int = 50, reset_iterations: int | None = None,
                  max_step: float = 0.08, halvings: int = 12, margin_threshold: float = 0.0,
-                 straight_through: bool = True, prediction_step: bool = False, **options: Any) -> None:
+                 straight_through: bool = True, prediction_step: bool = False, refine_rounds: int = 8,
+                 refine_scales: tuple[float, ...] = (0.16, 0.04, 0.01), refine_batch: int = 8,
+                 **options: Any) -> None:
         if framework != "pgd":
             raise XaisecError(f"the MASK bilevel attack runs on the pgd framework, not {framework!r}")
         if not all(hasattr(interpreter, a) for a in ("init_state", "optimise", "step", "map_from_state")):
@@ -69,7 +82,11 @@ class MaskBilevelAttack(JointAttack):
             raise XaisecError(
                 "need inner_unrolled >= 1, inner_plain >= 0, reset_every >= 1, max_step > 0, halvings >= 1"
             )
+        if refine_rounds < 0 or refine_batch < 1 or not refine_scales or min(refine_scales) <= 0:
+            raise XaisecError("need refine_rounds >= 0, refine_batch >= 1 and positive refine_scales")
         super().__init__(model, interpreter, framework=framework, **options)
+        self.refine_rounds, self.refine_batch = int(refine_rounds), int(refine_batch)
+        self.refine_scales = tuple(float(v) for v in refine_scales)
         self.inner_plain, self.inner_unrolled = inner_plain, inner_unrolled
         self.reset_every, self.max_step, self.halvings = reset_every, max_step, halvings
         self.reset_iterations = reset_iterations
@@ -80,7 +97,8 @@ class MaskBilevelAttack(JointAttack):
         return {**super().config(), "inner_plain": self.inner_plain, "inner_unrolled": self.inner_unrolled,
                 "reset_every": self.reset_every, "max_step": self.max_step, "halvings": self.halvings,
                 "margin_threshold": self.margin_threshold, "straight_through": self.straight_through,
-                "prediction_step": self.prediction_step}
+                "prediction_step": self.prediction_step, "refine_rounds": self.refine_rounds,
+                "refine_scales": list(self.refine_scales), "refine_batch": self.refine_batch}
 
     def _margin(self, logits: torch.Tensor, target: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
         return prediction_loss(logits, target, y, kind="cw", kappa=float("inf"))
@@ -153,7 +171,59 @@ class MaskBilevelAttack(JointAttack):
                 self._track_best(x_adv, logits, target, y, final_loss, best_x, best_score)
                 found = torch.isfinite(best_score).view(-1, 1, 1, 1)
                 x_adv = torch.where(found, best_x, x_adv)
+        if joint_steps and self.refine_rounds:
+            with torch.no_grad():
+                cls = target if target is not None else self.model(x_adv).argmax(1)
+            x_adv = self._refine(x, x_adv, cls, y, target, maps_target, weights, reset_iters, history)
         return self._finish(x, x_adv, y, target, maps_target, t0, self.profile.warm_steps + joint_steps, history)
+
+    def _refine(self, x: torch.Tensor, x_adv: torch.Tensor, cls: torch.Tensor, y: torch.Tensor,
+                target: torch.Tensor | None, maps_target: torch.Tensor, weights: torch.Tensor | None,
+                iterations: int, history: dict[str, list[float]]) -> torch.Tensor:
+        """The exact-gradient refinement stage (module docstring), chunk by chunk. Returns x_adv (N, C, H, W)."""
+        g: Any = self.interpreter
+        size = tuple(x.shape[-2:])
+        scales = torch.tensor(self.refine_scales, device=x.device, dtype=x.dtype)
+        k = scales.shape[0]
+        out = x_adv.clone()
+        losses = []
+        for lo in range(0, x.shape[0], self.refine_batch):
+            sl = slice(lo, lo + self.refine_batch)
+            xs, xa, cs, ys, mt = x[sl], out[sl], cls[sl], y[sl], maps_target[sl]
+            ts = None if target is None else target[sl]
+            ws = None if weights is None else weights[sl]
+            b = xs.shape[0]
+            current = None
+            for _ in range(self.refine_rounds):
+                xr = xa.clone().requires_grad_(True)
+                st = g.init_state(xr)
+                for _ in range(iterations):
+                    st = g.step(st, xr, cs, create_graph=True, straight_through=True)
+                loss = map_loss(g.map_from_state(st, size), mt)
+                (grad,) = torch.autograd.grad(loss.sum(), xr)
+                current = loss.detach()
+                with torch.no_grad():
+                    direction = -grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                    if ws is not None:
+                        direction = direction * ws
+                    cand = self._project(xs, xa.unsqueeze(0) + scales.view(k, 1, 1, 1, 1) * direction.unsqueeze(0))
+                    flat = cand.reshape(k * b, *xs.shape[1:])
+                    rep_t = None if ts is None else ts.repeat(k)
+                    valid = self._margin(self.model(flat), rep_t, ys.repeat(k)).view(k, b) < self.margin_threshold
+                    fresh = map_loss(g(flat, cs.repeat(k)), mt.repeat(k, 1, 1)).view(k, b)
+                    fresh = torch.where(valid, fresh, torch.full_like(fresh, float("inf")))
+                    best, idx = fresh.min(0)
+                    better = best < current
+                    if not better.any():
+                        break
+                    xa = torch.where(better.view(-1, 1, 1, 1), cand[idx, torch.arange(b, device=x.device)], xa)
+                    current = torch.where(better, best, current)
+            out[sl] = xa
+            if current is not None:
+                losses.append(current)
+        if losses:
+            history["refined_map_loss"] = [float(torch.cat(losses).mean())]
+        return out
 
     def _prediction_step(self, x: torch.Tensor, x_adv: torch.Tensor, weights: torch.Tensor | None,
                          target: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
