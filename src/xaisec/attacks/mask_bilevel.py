@@ -203,13 +203,8 @@ class MaskBilevelAttack(JointAttack):
                 (grad,) = torch.autograd.grad(loss.sum(), xr)
                 current = loss.detach()
                 with torch.no_grad():
-                    direction = -grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-                    if ws is not None:
-                        direction = direction * ws
-                    cand = self._project(xs, xa.unsqueeze(0) + scales.view(k, 1, 1, 1, 1) * direction.unsqueeze(0))
+                    cand, valid = self._step_candidates(xs, xa, grad, ws, scales, ts, ys)
                     flat = cand.reshape(k * b, *xs.shape[1:])
-                    rep_t = None if ts is None else ts.repeat(k)
-                    valid = self._margin(self.model(flat), rep_t, ys.repeat(k)).view(k, b) < self.margin_threshold
                     fresh = map_loss(g(flat, cs.repeat(k)), mt.repeat(k, 1, 1)).view(k, b)
                     fresh = torch.where(valid, fresh, torch.full_like(fresh, float("inf")))
                     best, idx = fresh.min(0)
@@ -242,20 +237,27 @@ class MaskBilevelAttack(JointAttack):
         return torch.minimum(torch.maximum(cand, x - self.eps), x + self.eps).clamp(0, 1)
 
     @torch.no_grad()
+    def _step_candidates(self, x: torch.Tensor, x_adv: torch.Tensor, grad: torch.Tensor,
+                         weights: torch.Tensor | None, scales: torch.Tensor, target: torch.Tensor | None,
+                         y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Moves of L2 size ``scales`` (K,) along -grad / ||grad|| (times the edge weights), projected:
+        candidates (K, N, C, H, W) and whether each stays adversarial (K, N), in one batched forward pass."""
+        n, k = x.shape[0], scales.shape[0]
+        direction = -grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        if weights is not None:
+            direction = direction * weights
+        cand = self._project(x, x_adv.unsqueeze(0) + scales.view(k, 1, 1, 1, 1) * direction.unsqueeze(0))
+        flat = cand.reshape(k * n, *x.shape[1:])
+        rep_t = None if target is None else target.repeat(k)
+        margins = self._margin(self.model(flat), rep_t, y.repeat(k)).view(k, n)
+        return cand, margins < self.margin_threshold
+
+    @torch.no_grad()
     def _line_search(self, x: torch.Tensor, x_adv: torch.Tensor, grad: torch.Tensor, weights: torch.Tensor | None,
                      scales: torch.Tensor, target: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
         """Move each image along -grad / ||grad|| by the largest candidate step that keeps it adversarial."""
         n = x.shape[0]
-        direction = -grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-        if weights is not None:
-            direction = direction * weights
-        k = scales.shape[0]
-        cand = x_adv.unsqueeze(0) + scales.view(k, 1, 1, 1, 1) * direction.unsqueeze(0)
-        cand = self._project(x, cand)
-        flat = cand.reshape(k * n, *x.shape[1:])
-        rep_t = None if target is None else target.repeat(k)
-        margins = self._margin(self.model(flat), rep_t, y.repeat(k)).view(k, n)
-        valid = margins < self.margin_threshold
+        cand, valid = self._step_candidates(x, x_adv, grad, weights, scales, target, y)
         first = valid.float().argmax(0)  # the largest valid step (candidates shrink with k)
         chosen = cand[first, torch.arange(n, device=x.device)]
         return torch.where(valid.any(0).view(-1, 1, 1, 1), chosen, x_adv)
