@@ -54,13 +54,13 @@ def main() -> None:
     rows: dict[str, dict[str, dict[str, float]]] = {}
     print("| interpreter | noise | same class | IoU to the benign map | L1 to the benign map |")
     print("|---|---|---:|---:|---:|")
-    rows_to_run = [(name, {"iterations": args.mask_iterations} if name == "mask" else {})
+    # (row label, interpreter, keyword arguments)
+    rows_to_run = [(name, name, {"iterations": args.mask_iterations} if name == "mask" else {})
                    for name in args.interpreters.split(",")]
-    rows_to_run += [("mask", {"iterations": args.mask_iterations, **extra}) for extra in args.mask_options]
-    for base, opts in rows_to_run:
-        extra = {k: v for k, v in opts.items() if k != "iterations" or v != args.mask_iterations}
-        name = base if not extra else f"{base} {json.dumps(extra)}"
-        g = get_interpreter(base, model, **opts)
+    rows_to_run += [(f"mask {json.dumps(extra)}", "mask", {"iterations": args.mask_iterations, **extra})
+                    for extra in args.mask_options]
+    for name, interpreter, opts in rows_to_run:
+        g = get_interpreter(interpreter, model, **opts)
         benign = g(x, y)
         rows[name] = {}
         for e, (xn, keep) in noisy.items():

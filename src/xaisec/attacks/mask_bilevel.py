@@ -198,7 +198,7 @@ class MaskBilevelAttack(JointAttack):
                 xr = xa.clone().requires_grad_(True)
                 st = g.init_state(xr)
                 for _ in range(iterations):
-                    st = g.step(st, xr, cs, create_graph=True, straight_through=True)
+                    st = g.step(st, xr, cs, create_graph=True, straight_through=self.straight_through)
                 loss = map_loss(g.map_from_state(st, size), mt)
                 (grad,) = torch.autograd.grad(loss.sum(), xr)
                 current = loss.detach()
