@@ -53,7 +53,8 @@ def test_refinement_only_lowers_the_fresh_map_loss_and_keeps_inputs_adversarial(
     from xaisec.attacks.objectives import map_loss
 
     x, y = batch
-    common = dict(warm_steps=10, stages=[(10, 1.0, 1.0)], reset_every=5, reset_iterations=30, seed=2, **MASK)
+    common = dict(warm_steps=10, stages=[(10, 1.0, 1.0)], reset_every=5, reset_iterations=30, seed=2,
+                  polish_rounds=0, **MASK)
     plain = get("adv2", trained_tiny, "mask", refine_rounds=0, **common)(x, y)
     refined = get("adv2", trained_tiny, "mask", refine_rounds=3, refine_batch=4, **common)(x, y)
     g = get("adv2", trained_tiny, "mask", **common).interpreter
@@ -70,4 +71,34 @@ def test_refinement_only_lowers_the_fresh_map_loss_and_keeps_inputs_adversarial(
 def test_refinement_options_are_checked(trained_tiny):
     for bad in ({"refine_rounds": -1}, {"refine_batch": 0}, {"refine_scales": ()}, {"refine_scales": (0.1, -1.0)}):
         with pytest.raises(XaisecError, match="refine"):
+            get("adv2", trained_tiny, "mask", **bad, **MASK)
+
+
+@pytest.mark.parametrize("name", ["adv2", "advedge+"])
+def test_polish_only_lowers_the_fresh_map_loss_and_keeps_inputs_adversarial(trained_tiny, batch, name):
+    from xaisec.attacks.edges import edge_weights
+    from xaisec.attacks.objectives import map_loss
+
+    x, y = batch
+    common = dict(warm_steps=10, stages=[(10, 1.0, 1.0)], reset_every=5, reset_iterations=30, seed=3,
+                  refine_rounds=0, **MASK)
+    plain = get(name, trained_tiny, "mask", polish_rounds=0, **common)(x, y)
+    atk = get(name, trained_tiny, "mask", polish_rounds=4, polish_candidates=4, **common)
+    polished = atk(x, y)
+    before = map_loss(atk.interpreter(plain.x_adv, plain.target), plain.maps_target)
+    after = map_loss(atk.interpreter(polished.x_adv, polished.target), polished.maps_target)
+    assert (after <= before + 1e-6).all() and after.mean() < before.mean()
+    assert sum(polished.history["polished_accepted"]) > 0
+    assert bool(polished.success[plain.success].all())
+    assert float((polished.x_adv - polished.x).abs().max()) <= 8 / 255 + 1e-6
+    if name == "advedge+":  # random moves are masked by the edge map too
+        off_edges = edge_weights(x, "binary", 0.1).expand_as(x) == 0
+        assert float((polished.x_adv - polished.x).abs()[off_edges].max()) == 0.0
+    again = atk(x, y)  # same seed, same random moves
+    assert torch.equal(again.x_adv, polished.x_adv)
+
+
+def test_polish_options_are_checked(trained_tiny):
+    for bad in ({"polish_rounds": -1}, {"polish_candidates": 0}, {"polish_sizes": ()}, {"polish_sizes": (0.0,)}):
+        with pytest.raises(XaisecError, match="polish"):
             get("adv2", trained_tiny, "mask", **bad, **MASK)
