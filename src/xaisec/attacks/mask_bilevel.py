@@ -212,7 +212,7 @@ class MaskBilevelAttack(JointAttack):
         losses: list[torch.Tensor] = []
         for lo in range(0, x.shape[0], self.refine_batch):
             sl = slice(lo, lo + self.refine_batch)
-            xs, xa, cs, ys, mt = x[sl], out[sl], cls[sl], y[sl], maps_target[sl]
+            xs, xa, cs, ys, mt = x[sl], out[sl], cls[sl], y[sl], maps_target[sl]  # xa is a view: moves land in out
             ts = None if target is None else target[sl]
             ws = None if weights is None else weights[sl]
             b = xs.shape[0]
@@ -245,7 +245,6 @@ class MaskBilevelAttack(JointAttack):
                     active[ia[~better]] = False
                     if not active.any():
                         break
-            out[sl] = xa
             losses.append(current)
         if losses:
             history["refined_map_loss"] = [float(torch.cat(losses).mean())]
@@ -271,7 +270,7 @@ class MaskBilevelAttack(JointAttack):
                 if weights is not None:
                     move = move * weights
                 cand = self._project(x, x_adv + move)
-                ok = self._margin(self.model(cand), target, y) < self.margin_threshold
+                ok = self._adversarial(cand, target, y)
                 loss = map_loss(g(cand, cls), maps_target)
                 better = ok & (loss < best)
                 best_x = torch.where(better.view(-1, 1, 1, 1), cand, best_x)
@@ -308,10 +307,13 @@ class MaskBilevelAttack(JointAttack):
         if weights is not None:
             direction = direction * weights
         cand = self._project(x, x_adv.unsqueeze(0) + scales.view(k, 1, 1, 1, 1) * direction.unsqueeze(0))
-        flat = cand.reshape(k * n, *x.shape[1:])
         rep_t = None if target is None else target.repeat(k)
-        margins = self._margin(self.model(flat), rep_t, y.repeat(k)).view(k, n)
-        return cand, margins < self.margin_threshold
+        return cand, self._adversarial(cand.reshape(k * n, *x.shape[1:]), rep_t, y.repeat(k)).view(k, n)
+
+    @torch.no_grad()
+    def _adversarial(self, x_adv: torch.Tensor, target: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
+        """Whether each input (N, C, H, W) keeps the C&W margin below ``margin_threshold``: (N,) bool."""
+        return self._margin(self.model(x_adv), target, y) < self.margin_threshold
 
     @torch.no_grad()
     def _line_search(self, x: torch.Tensor, x_adv: torch.Tensor, grad: torch.Tensor, weights: torch.Tensor | None,
