@@ -27,3 +27,16 @@ def test_edge_modes():
         edge_weights(x, "canny")
     with pytest.raises(XaisecError, match="threshold"):
         edge_weights(x, "binary", threshold=0)
+
+
+def test_budget_weights_have_mean_one_and_keep_the_sobel_proportions():
+    x = torch.rand(3, 3, 8, 8)
+    x[2] = 0.5  # a flat image: no edges, so (almost) no steps rather than NaN or uniform ones
+    w = edge_weights(x, "sobel")
+    wb = edge_weights(x, "sobel", budget=True)
+    assert torch.allclose(wb[:2].mean((1, 2, 3)), torch.ones(2), atol=1e-5)
+    assert float(wb[:2].max()) > 1  # amplified on the strongest edges
+    ratio = wb[:2] / w[:2]
+    assert torch.allclose(ratio, ratio.flatten(1)[:, :1].view(-1, 1, 1, 1).expand_as(ratio), rtol=1e-4)
+    assert torch.isfinite(wb).all() and float(wb[2].abs().max()) < 1e-2
+    assert torch.equal(edge_weights(x, "binary", budget=True), edge_weights(x, "binary"))

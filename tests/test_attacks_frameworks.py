@@ -78,3 +78,12 @@ def test_step_scale_shrinks_the_pgd_step():
     fw.step_scale = 0.25
     fw.update(torch.ones_like(x))
     assert torch.allclose(fw.adversarial() - x, torch.full_like(x, -0.5 / 255))
+
+
+def test_pgd_random_start_with_amplifying_weights_stays_in_the_ball():
+    x = torch.rand(2, 3, 8, 8) * 0.5 + 0.25
+    w = torch.full((2, 1, 8, 8), 3.0)
+    fw = PGD(eps=0.05, alpha=0.01, random_start=True, generator=torch.Generator().manual_seed(0))
+    fw.start(x, w)
+    assert float((fw.adversarial() - x).abs().max()) <= 0.05 + 1e-6
+    assert float((fw.adversarial() - x).abs().max()) > 0.04  # the weights did amplify the start

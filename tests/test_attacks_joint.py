@@ -56,11 +56,41 @@ def test_advedge_plus_leaves_non_edge_pixels_untouched(tiny_model, batch):
     assert float((res.x_adv - x)[mask].abs().max()) > 0
 
 
-def test_advedge_is_less_visible_than_adv2(tiny_model, batch):
+def test_advedge_moves_edges_more_and_the_rest_less_than_adv2(tiny_model, batch):
+    from xaisec.attacks.edges import edge_weights
+
     x, y = batch
+    w = edge_weights(x, "sobel").expand_as(x)
+    strong = w > w.flatten(1).median(1).values.view(-1, 1, 1, 1)
+
+    def edge_share(res):  # share of the perturbation's L1 mass on the stronger half of the edges
+        d = (res.x_adv - x).abs()
+        return float(((d * strong).flatten(1).sum(1) / d.flatten(1).sum(1).clamp_min(1e-12)).mean())
+
     a = get("adv2", tiny_model, "gradcam", **FAST)(x, y)
     e = get("advedge", tiny_model, "gradcam", **FAST)(x, y)
-    assert e.metrics["l2_dist"].mean() < a.metrics["l2_dist"].mean()
+    clamped = get("advedge", tiny_model, "gradcam", edge_budget=False, **FAST)(x, y)
+    # the budget's larger edge steps saturate at eps sooner, so it concentrates less than the clamped weights
+    assert edge_share(a) < edge_share(e) < edge_share(clamped)
+    assert clamped.metrics["l2_dist"].mean() < a.metrics["l2_dist"].mean()
+
+
+def test_advedge_budget_keeps_the_mean_step_of_adv2(tiny_model, batch):
+    from xaisec.attacks.edges import edge_weights
+
+    x, y = batch
+    x = x * 0.5 + 0.25  # no pixel reaches 0 or 1 in one step
+    one_step = {"warm_steps": 1, "stages": [], "alpha": 2 / 255, "keep_best": False}
+    budget = get("advedge", tiny_model, "gradcam", **one_step)
+    assert budget.config()["edge_budget"] is True  # the pgd default
+    step = (budget(x, y).x_adv - x).abs()
+    assert torch.allclose(step.mean((1, 2, 3)), torch.full((x.shape[0],), 2 / 255), rtol=1e-3)
+    assert torch.allclose(step, 2 / 255 * edge_weights(x, "sobel", budget=True).expand_as(x), atol=1e-6)
+    clamped = (get("advedge", tiny_model, "gradcam", edge_budget=False, **one_step)(x, y).x_adv - x).abs()
+    assert torch.allclose(clamped, 2 / 255 * edge_weights(x, "sobel").expand_as(x), atol=1e-6)
+    assert get("advedge", tiny_model, "gradcam", framework="cw").config()["edge_budget"] is False
+    with pytest.raises(XaisecError, match="edge_budget"):
+        get("advedge", tiny_model, "gradcam", framework="cw", edge_budget=True)
 
 
 def test_cw_and_stadv_frameworks(tiny_model, batch):

@@ -6,6 +6,14 @@ the standard Sobel-Feldman operator the paper cites ([1, 2, 1] x [-1, 0, 1], not
 edge of height h in [0, 1] has magnitude 4h; AdvEdge's weights are that magnitude clamped to [0, 1].
 (With kernels divided by 8, only a quarter of a CIFAR-10 image's pixels pass the 0.1 threshold and
 AdvEdge+ fails on most images; with the standard operator 85% pass.)
+
+On the PGD framework AdvEdge's weights are, by default, divided by their per-image mean (``budget=True``):
+the paper's weighting "amplifies the noise on the edges while reducing or constricting its presence
+elsewhere", and with weights in [0, 1] alone nothing is amplified; every step is shrunk (mean weight 0.43
+on CIFAR-10), so AdvEdge was a slowed-down ADV^2. With the mean-1 weights it takes steps of the same mean
+size as ADV^2's, spent where the edges are. ResNet-20, ``grad``, 32 images, steps x 0.25: IoU to the
+benign map 0.527 -> 0.557 (ADV^2: 0.583), noise rate (1 - SSIM) 0.030 -> 0.044 (ADV^2: 0.060). C&W and
+StAdv multiply the perturbation (or flow) itself by the weights, which must stay in [0, 1] there.
 """
 
 from __future__ import annotations
@@ -30,11 +38,15 @@ def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(gx * gx + gy * gy + 1e-12)
 
 
-def edge_weights(x: torch.Tensor, mode: str | None, threshold: float = 0.1) -> torch.Tensor | None:
+def edge_weights(x: torch.Tensor, mode: str | None, threshold: float = 0.1, *,
+                 budget: bool = False) -> torch.Tensor | None:
     """Per-pixel step weights (N, 1, H, W) for a clean batch x, or None when ``mode`` is None.
 
-    ``"sobel"``: the Sobel magnitude clamped to [0, 1] (AdvEdge). ``"binary"``: 1 where the magnitude
-    exceeds ``threshold`` and 0 elsewhere (AdvEdge+), so non-edge pixels are never changed.
+    ``"sobel"``: the Sobel magnitude clamped to [0, 1] (AdvEdge); with ``budget``, divided by its
+    per-image mean (at least 1e-3, so an image without edges stays ~unchanged): mean 1, > 1 on edges (see
+    the module docstring). ``"binary"``: 1 where the magnitude
+    exceeds ``threshold`` and 0 elsewhere (AdvEdge+), so non-edge pixels are never changed (``budget``
+    does not apply).
     """
     if mode is None:
         return None
@@ -42,7 +54,8 @@ def edge_weights(x: torch.Tensor, mode: str | None, threshold: float = 0.1) -> t
         raise XaisecError(f"unknown edge mode {mode!r}; choose from {EDGE_MODES}")
     mag = sobel_magnitude(x)
     if mode == "sobel":
-        return mag.clamp(0, 1)
+        w = mag.clamp(0, 1)
+        return w / w.mean((1, 2, 3), keepdim=True).clamp_min(1e-3) if budget else w
     if threshold <= 0:
         raise XaisecError(f"edge threshold must be > 0, got {threshold}")
     return (mag > threshold).to(x.dtype)

@@ -49,6 +49,9 @@ class JointAttack:
         map_term: add lambda * ||g(x_adv, t) - target map||^2 (ADV^2); False is the plain attack.
         edge: None, ``"sobel"`` (AdvEdge) or ``"binary"`` (AdvEdge+): weights every step, in every stage.
         edge_threshold: AdvEdge+ threshold; default from the interpreter's profile (0.1, RTS 0.05).
+        edge_budget: AdvEdge's Sobel weights divided by their per-image mean, so its steps keep ADV^2's mean
+            size, larger on edges and smaller elsewhere (default: True on ``pgd``; C&W and StAdv scale the
+            perturbation itself by the weights, which must stay in [0, 1], so True is an error there).
         eps, alpha, random_start: PGD budget and step (8/255, 1/255).
         cw_lr, cw_l2_weight: C&W Adam step and weight of ||x_adv - x||^2.
         stadv_lr, stadv_tau: StAdv Adam step and flow-smoothness weight.
@@ -87,6 +90,7 @@ class JointAttack:
         map_term: bool = True,
         edge: str | None = None,
         edge_threshold: float | None = None,
+        edge_budget: bool | None = None,
         eps: float = 8 / 255,
         alpha: float = 1 / 255,
         random_start: bool = False,
@@ -120,6 +124,13 @@ class JointAttack:
             raise XaisecError(f"unknown target map {target_map!r}; choose from {TARGET_MAPS} or pass a tensor")
         if eps < 0:
             raise XaisecError(f"eps must be >= 0, got {eps}")
+        if edge_budget is None:
+            edge_budget = framework == "pgd"
+        if edge_budget and framework != "pgd":
+            raise XaisecError(
+                f"edge_budget applies to the pgd framework only; {framework} scales the perturbation itself by "
+                "the edge weights, which must stay in [0, 1]"
+            )
         if steps_scale <= 0:
             raise XaisecError(f"steps_scale must be > 0, got {steps_scale}")
         if map_term and self.needs_differentiable_maps and not interpreter.differentiable:
@@ -150,6 +161,7 @@ class JointAttack:
             raise XaisecError("step counts must be >= 0")
         self.profile = prof
         self.edge_threshold = edge_threshold if edge_threshold is not None else prof.edge_threshold
+        self.edge_budget = bool(edge_budget)
         self.eps, self.alpha, self.random_start = eps, alpha, random_start
         self.cw_lr, self.cw_l2_weight, self.stadv_lr, self.stadv_tau = cw_lr, cw_l2_weight, stadv_lr, stadv_tau
         self.pred_loss = pred_loss
@@ -165,7 +177,8 @@ class JointAttack:
     def config(self) -> dict[str, Any]:
         return {
             "attack": self.name, "framework": self.framework_name, "interpreter": self.interpreter.name,
-            "map_term": self.map_term, "edge": self.edge, "edge_threshold": self.edge_threshold, "eps": self.eps,
+            "map_term": self.map_term, "edge": self.edge, "edge_threshold": self.edge_threshold,
+            "edge_budget": self.edge_budget, "eps": self.eps,
             "alpha": self.alpha, "warm_steps": self.profile.warm_steps,
             "stages": [list(s) for s in self.profile.stages], "final_step": self.profile.final_step,
             "pred_loss": self.pred_loss, "pred_weight": self.pred_weight, "label_confidence": self.label_confidence,
@@ -307,7 +320,7 @@ class JointAttack:
         target = resolve_target_class(self.target_class, y, num_classes, generator)
         maps_benign = self.interpreter(x, pred_clean)
         maps_target = self._target_maps(x, pred_clean, maps_benign, generator)
-        weights = edge_weights(x, self.edge, self.edge_threshold)
+        weights = edge_weights(x, self.edge, self.edge_threshold, budget=self.edge_budget)
         return x, y, target, maps_target, weights, generator
 
     def _finish(self, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,

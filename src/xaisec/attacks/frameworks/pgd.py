@@ -35,7 +35,7 @@ class PGD(Framework):
         if self.random_start and self.eps > 0:
             delta = (torch.rand(self.x.shape, generator=self.generator).to(self.x) * 2 - 1) * self.eps
             if self.weights is not None:
-                delta = delta * self.weights
+                delta = (delta * self.weights).clamp(-self.eps, self.eps)
             delta = (self.x + delta).clamp(0, 1) - self.x
         self._delta = delta.requires_grad_(True)
 
