@@ -62,3 +62,9 @@ def test_bench_reproduce_resumes(tmp_path):
     assert transfer[0].stat().st_mtime_ns == transfer_stamp  # the transferability entry came from its cache
     md = (tmp_path / "rep" / "results.md").read_text()
     assert "| cifar10_resnet20 | cam | adv2 | pgd | 3 |" in md and "transferability" in md
+    # a cell record without its adversarial inputs (e.g. copied from committed results) loses only its row
+    (tmp_path / "rep" / "cells" / "cifar10_resnet20__cam__adv2__pgd.safetensors").unlink()
+    third = run_cli(*args)
+    assert third.returncode == 0, third.stderr
+    md = (tmp_path / "rep" / "results.md").read_text()
+    assert "| cifar10_resnet20 | cam | adv2 | pgd | 3 |" in md and "no ADV^2 cells" in md

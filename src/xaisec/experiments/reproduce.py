@@ -95,6 +95,11 @@ def transferability(out: Path, cells: list[Cell], interpreters: tuple[str, ...])
         wanted = cell.model == MAIN_MODEL and cell.attack == "adv2" and cell.framework == "pgd"
         if not wanted or cell.interpreter not in interps:
             continue
+        if not adversarial_path(out, cell).exists():
+            # e.g. a cell record copied in without its inputs: re-run the cell to get this row back
+            log.warning("transferability: no adversarial inputs for %s (%s); delete its JSON and rerun to add "
+                        "the row", cell.key, adversarial_path(out, cell))
+            continue
         stamp = adversarial_path(out, cell).stat().st_mtime_ns
         adv: dict[str, torch.Tensor] | None = None
         row = {}
@@ -119,7 +124,7 @@ def transferability(out: Path, cells: list[Cell], interpreters: tuple[str, ...])
 
 def transfer_markdown(matrix: dict[str, dict[str, dict]]) -> str:
     if not matrix:
-        return "(no ADV^2 cells for the ResNet-20 yet)"
+        return "(no ADV^2 cells with their adversarial inputs for the ResNet-20 yet)"
     cols = list(next(iter(matrix.values())))
     lines = ["| made against \\ measured on | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for row, vals in matrix.items():
