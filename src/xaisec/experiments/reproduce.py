@@ -95,12 +95,13 @@ def transferability(out: Path, cells: list[Cell], interpreters: tuple[str, ...])
         wanted = cell.model == MAIN_MODEL and cell.attack == "adv2" and cell.framework == "pgd"
         if not wanted or cell.interpreter not in interps:
             continue
-        if not adversarial_path(out, cell).exists():
+        inputs = adversarial_path(out, cell)
+        if not inputs.exists():
             # e.g. a cell record copied in without its inputs: re-run the cell to get this row back
             log.warning("transferability: no adversarial inputs for %s (%s); delete its JSON and rerun to add "
-                        "the row", cell.key, adversarial_path(out, cell))
+                        "the row", cell.key, inputs)
             continue
-        stamp = adversarial_path(out, cell).stat().st_mtime_ns
+        stamp = inputs.stat().st_mtime_ns
         adv: dict[str, torch.Tensor] | None = None
         row = {}
         for name, g in interps.items():
