@@ -36,6 +36,13 @@ Choices of xaisec's, keyword arguments:
   ResNet-20, 32 images, steps x 0.25: IoU to the benign map 0.299 -> 0.319, L1 0.226 -> 0.218, for
   about 2 s per image and round on one core. Against the smoother maps
   (grad) the same moves are never accepted, so the stage is MASK's only.
+- ``restarts`` (default 1): run the warm start, the bilevel stage and the refinement this many times, the
+  first from x and the others from uniform random points in the eps-ball (PGD's random start, from the
+  attack's seeded generator), keep per image the adversarial result whose fresh MASK map is closest to the
+  target map, and polish only that one. The end point of the bilevel stage varies a lot from run to run
+  (two runs that differ only in the last bits of floating-point sums differ by 0.034 L1 per image, std),
+  so the best of several is markedly closer. ResNet-20, 32 images, steps x 0.25, 3 restarts: L1 to the
+  benign map 0.209 -> 0.193, IoU 0.320 -> 0.349, for 115 s per image instead of 65 on one core.
 - ``prediction_step`` (default off): the paper's two-step update, a sign step on the cross-entropy
   toward the target before each map step. It lifts the target confidence to ~1 but moved the map no
   closer (IoU 0.23 on the same 8 images) and doubles the noise rate.
@@ -76,6 +83,8 @@ class MaskBilevelAttack(JointAttack):
         polish_rounds: rounds of the random-search stage after the refinement (8; 0 = off).
         polish_candidates: random moves tried per image and round (8).
         polish_sizes: their Linf sizes, one drawn per image and candidate ((1/255, 2/255)).
+        restarts: independent runs before the polish, all but the first from a random start; the closest
+            real map wins per image (1; see the module docstring).
     """
 
     needs_differentiable_maps = False
@@ -86,7 +95,7 @@ class MaskBilevelAttack(JointAttack):
                  straight_through: bool = True, prediction_step: bool = False, refine_rounds: int = 8,
                  refine_scales: tuple[float, ...] = (0.16, 0.04, 0.01), refine_batch: int = 8,
                  polish_rounds: int = 8, polish_candidates: int = 8,
-                 polish_sizes: tuple[float, ...] = (1 / 255, 2 / 255), **options: Any) -> None:
+                 polish_sizes: tuple[float, ...] = (1 / 255, 2 / 255), restarts: int = 1, **options: Any) -> None:
         if framework != "pgd":
             raise XaisecError(f"the MASK bilevel attack runs on the pgd framework, not {framework!r}")
         if not all(hasattr(interpreter, a) for a in ("init_state", "optimise", "step", "map_from_state")):
@@ -99,11 +108,14 @@ class MaskBilevelAttack(JointAttack):
             raise XaisecError("need refine_rounds >= 0, refine_batch >= 1 and positive refine_scales")
         if polish_rounds < 0 or polish_candidates < 1 or not polish_sizes or min(polish_sizes) <= 0:
             raise XaisecError("need polish_rounds >= 0, polish_candidates >= 1 and positive polish_sizes")
+        if restarts < 1:
+            raise XaisecError(f"restarts must be >= 1, got {restarts}")
         super().__init__(model, interpreter, framework=framework, **options)
         self.refine_rounds, self.refine_batch = int(refine_rounds), int(refine_batch)
         self.refine_scales = tuple(float(v) for v in refine_scales)
         self.polish_rounds, self.polish_candidates = int(polish_rounds), int(polish_candidates)
         self.polish_sizes = tuple(float(v) for v in polish_sizes)
+        self.restarts = int(restarts)
         self.inner_plain, self.inner_unrolled = inner_plain, inner_unrolled
         self.reset_every, self.max_step, self.halvings = reset_every, max_step, halvings
         self.reset_iterations = reset_iterations
@@ -117,7 +129,7 @@ class MaskBilevelAttack(JointAttack):
                 "prediction_step": self.prediction_step, "refine_rounds": self.refine_rounds,
                 "refine_scales": list(self.refine_scales), "refine_batch": self.refine_batch,
                 "polish_rounds": self.polish_rounds, "polish_candidates": self.polish_candidates,
-                "polish_sizes": list(self.polish_sizes)}
+                "polish_sizes": list(self.polish_sizes), "restarts": self.restarts}
 
     def _margin(self, logits: torch.Tensor, target: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
         return prediction_loss(logits, target, y, kind="cw", kappa=float("inf"))
@@ -126,14 +138,43 @@ class MaskBilevelAttack(JointAttack):
         g: Any = self.interpreter
         t0 = time.perf_counter()
         x, y, target, maps_target, weights, generator = self._setup(x, y)
-        n, size = x.shape[0], tuple(x.shape[-2:])
         joint_steps = sum(s for s, _, _ in self.profile.stages) if self.map_term else 0
-        bar = tqdm(total=self.profile.warm_steps + joint_steps, desc=f"{self.name}-bilevel (mask)",
+        bar = tqdm(total=(self.profile.warm_steps + joint_steps) * self.restarts, desc=f"{self.name}-bilevel (mask)",
                    disable=not self.progress, leave=False)
-        history: dict[str, list[float]] = {"step": [], "pred_loss": [], "map_loss": [], "success": []}
+        history: dict[str, list[float]] = {"step": [], "pred_loss": [], "map_loss": [], "success": [],
+                                           "fresh_map_loss": [], "restart_map_loss": []}
+        x_adv, best = x, torch.full((x.shape[0],), float("inf"), device=x.device)
+        for r in range(self.restarts):
+            xr = self._descend(x, y, target, maps_target, weights, generator, joint_steps,
+                               self.random_start or r > 0, history, bar)
+            if self.restarts == 1:
+                x_adv = xr
+                break
+            with torch.no_grad():  # keep, per image, the restart whose real map is closest (adversarial ones)
+                cls = target if target is not None else self.model(xr).argmax(1)
+                loss = map_loss(g(xr, cls), maps_target)
+                loss = torch.where(self._adversarial(xr, target, y), loss, torch.full_like(loss, 1e30))
+                history["restart_map_loss"].append(float(loss.clamp_max(1e3).mean()))
+                better = loss < best
+                x_adv = torch.where(better.view(-1, 1, 1, 1), xr, x_adv)
+                best = torch.where(better, loss, best)
+        bar.close()
+        if joint_steps and self.polish_rounds:
+            with torch.no_grad():
+                cls = target if target is not None else self.model(x_adv).argmax(1)
+            x_adv = self._polish(x, x_adv, cls, y, target, maps_target, weights, generator, history)
+        return self._finish(x, x_adv, y, target, maps_target, t0,
+                            (self.profile.warm_steps + joint_steps) * self.restarts, history)
 
+    def _descend(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, maps_target: torch.Tensor,
+                 weights: torch.Tensor | None, generator: torch.Generator, joint_steps: int, random_start: bool,
+                 history: dict[str, list[float]], bar: Any) -> torch.Tensor:
+        """One run of the warm start, the bilevel stage and the refinement. x (N, C, H, W) in [0, 1];
+        returns x_adv, same shape."""
+        g: Any = self.interpreter
+        n, size = x.shape[0], tuple(x.shape[-2:])
         # warm start: plain PGD on the prediction (the C&W margin by default)
-        fw = PGD(eps=self.eps, alpha=self.alpha, random_start=self.random_start, generator=generator)
+        fw = PGD(eps=self.eps, alpha=self.alpha, random_start=random_start, generator=generator)
         fw.start(x, weights)
         for i in range(self.profile.warm_steps):
             xa = fw.adversarial()
@@ -150,7 +191,6 @@ class MaskBilevelAttack(JointAttack):
         scales = self.max_step * 0.5 ** torch.arange(self.halvings, device=x.device, dtype=x.dtype)
         state = None
         reset_iters = g.iterations if self.reset_iterations is None else self.reset_iterations
-        history["fresh_map_loss"] = []
         for it in range(joint_steps):
             if cls is None or target is None:
                 with torch.no_grad():
@@ -182,7 +222,6 @@ class MaskBilevelAttack(JointAttack):
                               self._margin(logits, target, y), outer)
                 x_adv = self._line_search(x, x_adv, grad, weights, scales, target, y)
             bar.update(1)
-        bar.close()
         with torch.no_grad():
             logits = self.model(x_adv)
             if joint_steps and self.keep_best:
@@ -194,11 +233,7 @@ class MaskBilevelAttack(JointAttack):
             with torch.no_grad():
                 cls = target if target is not None else self.model(x_adv).argmax(1)
             x_adv = self._refine(x, x_adv, cls, y, target, maps_target, weights, reset_iters, history)
-        if joint_steps and self.polish_rounds:
-            with torch.no_grad():
-                cls = target if target is not None else self.model(x_adv).argmax(1)
-            x_adv = self._polish(x, x_adv, cls, y, target, maps_target, weights, generator, history)
-        return self._finish(x, x_adv, y, target, maps_target, t0, self.profile.warm_steps + joint_steps, history)
+        return x_adv
 
     def _refine(self, x: torch.Tensor, x_adv: torch.Tensor, cls: torch.Tensor, y: torch.Tensor,
                 target: torch.Tensor | None, maps_target: torch.Tensor, weights: torch.Tensor | None,
@@ -247,7 +282,7 @@ class MaskBilevelAttack(JointAttack):
                         break
             losses.append(current)
         if losses:
-            history["refined_map_loss"] = [float(torch.cat(losses).mean())]
+            history.setdefault("refined_map_loss", []).append(float(torch.cat(losses).mean()))
         return out
 
     @torch.no_grad()
