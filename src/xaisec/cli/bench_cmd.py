@@ -20,6 +20,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     r.add_argument("--workers", type=int, default=1, help="worker processes (one torch thread each)")
     r.add_argument("--data", default="cifar10")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--mask-restarts", type=int, default=1,
+                   help="restarts of the bilevel MASK attacks (best real map wins; use a fresh --out)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,6 +31,6 @@ def run(args: argparse.Namespace) -> int:
     reproduce(args.out, models=models, interpreters=tuple(args.interpreters.split(",")),
               attacks=tuple(args.attacks.split(",")), frameworks=tuple(args.frameworks.split(",")), n=args.n,
               n_small=args.n_small, steps_scale=args.steps_scale, seed=args.seed, workers=args.workers,
-              data=args.data, progress=not args.quiet)
+              data=args.data, progress=not args.quiet, mask_restarts=args.mask_restarts)
     print((__import__("pathlib").Path(args.out) / "results.md").read_text())
     return 0

@@ -75,6 +75,19 @@ def run_cell(cell: Cell, out: str | Path, data: str = "cifar10", threads: int | 
     return record
 
 
+def _options_list(options: tuple[tuple[str, Any], ...]) -> list[list[Any]]:
+    """Cell options as they read back from a record's JSON."""
+    return json.loads(json.dumps([list(o) for o in options]))
+
+
+def _recorded_options(path: Path) -> list[list[Any]] | None:
+    """The options a finished cell's record was made with (None if the record does not say)."""
+    try:
+        return json.loads(path.read_text())["config"]["cell"]["options"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _run_cell_worker(args: tuple[Cell, str, str]) -> tuple[str, float]:
     cell, out, data = args
     rec = run_cell(cell, out, data, threads=1)
@@ -88,6 +101,10 @@ def run_grid(cells: list[Cell], out: str | Path, *, data: str = "cifar10", worke
 
     out = Path(out)
     todo = [c for c in cells if not cell_path(out, c).exists()]
+    for c in cells:
+        if c not in todo and (made := _recorded_options(cell_path(out, c))) != _options_list(c.options):
+            log.warning("%s in %s was made with options %s, not %s; it is kept as it is (delete %s to re-run it)",
+                        c.key, out, made, _options_list(c.options), cell_path(out, c))
     log.info("%d of %d cells to run (%d already done)", len(todo), len(cells), len(cells) - len(todo))
     bar = tqdm(total=len(todo), desc="grid cells", disable=not progress)
     if workers <= 1:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from xaisec.experiments.grid import Cell, adversarial_path, load_adversarial, run_grid
+from xaisec.utils.checks import XaisecError
 from xaisec.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -35,18 +36,23 @@ def available_models() -> list[str]:
 
 def build_cells(models: list[str], interpreters: tuple[str, ...] = INTERPRETERS, *, n: int = 100, n_small: int = 32,
                 steps_scale: float = 0.25, seed: int = 0, attacks: tuple[str, ...] = ATTACKS,
-                frameworks: tuple[str, ...] = ("pgd", "cw", "stadv")) -> list[Cell]:
+                frameworks: tuple[str, ...] = ("pgd", "cw", "stadv"), mask_restarts: int = 1) -> list[Cell]:
     """The grid: every model x interpreter x attack on the pgd framework; the other frameworks on the
-    ResNet-20 only (and not for MASK, whose bilevel attack is PGD-based)."""
+    ResNet-20 only (and not for MASK, whose bilevel attack is PGD-based). ``mask_restarts`` > 1 gives the
+    bilevel MASK attacks (not the plain pgd baseline) that many restarts."""
+    if mask_restarts < 1:
+        raise XaisecError(f"mask_restarts must be >= 1, got {mask_restarts}")
     cells = []
     for model in models:
         for interp in interpreters:
             size = n if (model == MAIN_MODEL and interp != "mask") else n_small
             opts: tuple = (("interpreter_options", {"iterations": 100}),) if interp == "mask" else ()
             for attack in attacks:
+                extra: tuple = (("restarts", mask_restarts),) if interp == "mask" and attack != "pgd" \
+                    and mask_restarts > 1 else ()
                 for fw in frameworks:
                     if fw == "pgd" or (model == MAIN_MODEL and interp != "mask"):
-                        cells.append(Cell(model, interp, attack, fw, size, steps_scale, seed, opts))
+                        cells.append(Cell(model, interp, attack, fw, size, steps_scale, seed, opts + extra))
     return cells
 
 
@@ -137,13 +143,13 @@ def transfer_markdown(matrix: dict[str, dict[str, dict]]) -> str:
 def reproduce(out: str | Path, *, models: list[str] | None = None, interpreters: tuple[str, ...] = INTERPRETERS,
               attacks: tuple[str, ...] = ATTACKS, frameworks: tuple[str, ...] = ("pgd", "cw", "stadv"),
               n: int = 100, n_small: int = 32, steps_scale: float = 0.25, seed: int = 0, workers: int = 1,
-              data: str = "cifar10", progress: bool = True) -> dict[str, Any]:
+              data: str = "cifar10", progress: bool = True, mask_restarts: int = 1) -> dict[str, Any]:
     """Run (or resume) the grid and write ``results.json`` and ``results.md`` into ``out``. The tables hold
     every cell finished in ``out``, also those of earlier runs with other selections."""
     out = Path(out)
     models = models or available_models()
     cells = build_cells(models, interpreters, n=n, n_small=n_small, steps_scale=steps_scale, seed=seed,
-                        attacks=attacks, frameworks=frameworks)
+                        attacks=attacks, frameworks=frameworks, mask_restarts=mask_restarts)
     run_grid(cells, out, data=data, workers=workers, progress=progress)
     records = sorted((json.loads(p.read_text()) for p in (out / "cells").glob("*.json")), key=_order)
     done = [Cell(**{**r["config"]["cell"], "options": tuple(tuple(o) for o in r["config"]["cell"]["options"])})
