@@ -153,8 +153,9 @@ class MaskBilevelAttack(JointAttack):
             with torch.no_grad():  # keep, per image, the restart whose real map is closest (adversarial ones)
                 cls = target if target is not None else self.model(xr).argmax(1)
                 loss = map_loss(g(xr, cls), maps_target)
-                loss = torch.where(self._adversarial(xr, target, y), loss, torch.full_like(loss, 1e30))
-                history["restart_map_loss"].append(float(loss.clamp_max(1e3).mean()))
+                ok = self._adversarial(xr, target, y)
+                history["restart_map_loss"].append(float(loss[ok].mean()) if ok.any() else float("nan"))
+                loss = torch.where(ok, loss, torch.full_like(loss, 1e30))  # below inf: restart 0 is the fallback
                 better = loss < best
                 x_adv = torch.where(better.view(-1, 1, 1, 1), xr, x_adv)
                 best = torch.where(better, loss, best)

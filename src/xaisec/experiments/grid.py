@@ -101,8 +101,8 @@ def run_grid(cells: list[Cell], out: str | Path, *, data: str = "cifar10", worke
 
     out = Path(out)
     todo = [c for c in cells if not cell_path(out, c).exists()]
-    for c in cells:
-        if c not in todo and (made := _recorded_options(cell_path(out, c))) != _options_list(c.options):
+    for c in (c for c in cells if c not in todo):
+        if (made := _recorded_options(cell_path(out, c))) != _options_list(c.options):
             log.warning("%s in %s was made with options %s, not %s; it is kept as it is (delete %s to re-run it)",
                         c.key, out, made, _options_list(c.options), cell_path(out, c))
     log.info("%d of %d cells to run (%d already done)", len(todo), len(cells), len(cells) - len(todo))

@@ -42,14 +42,14 @@ def build_cells(models: list[str], interpreters: tuple[str, ...] = INTERPRETERS,
     bilevel MASK attacks (not the plain pgd baseline) that many restarts."""
     if mask_restarts < 1:
         raise XaisecError(f"mask_restarts must be >= 1, got {mask_restarts}")
+    restarts: tuple = (("restarts", mask_restarts),) if mask_restarts > 1 else ()
     cells = []
     for model in models:
         for interp in interpreters:
             size = n if (model == MAIN_MODEL and interp != "mask") else n_small
             opts: tuple = (("interpreter_options", {"iterations": 100}),) if interp == "mask" else ()
             for attack in attacks:
-                extra: tuple = (("restarts", mask_restarts),) if interp == "mask" and attack != "pgd" \
-                    and mask_restarts > 1 else ()
+                extra = restarts if interp == "mask" and attack != "pgd" else ()
                 for fw in frameworks:
                     if fw == "pgd" or (model == MAIN_MODEL and interp != "mask"):
                         cells.append(Cell(model, interp, attack, fw, size, steps_scale, seed, opts + extra))
