@@ -1,3 +1,4 @@
+import logging
 import math
 
 import pytest
@@ -104,7 +105,7 @@ def test_polish_options_are_checked(trained_tiny):
             get("adv2", trained_tiny, "mask", **bad, **MASK)
 
 
-def test_restarts_keep_each_images_closest_real_map(trained_tiny, batch):
+def test_restarts_keep_each_images_closest_real_map(trained_tiny, batch, caplog):
     from xaisec.attacks.objectives import map_loss
 
     x, y = batch
@@ -112,7 +113,9 @@ def test_restarts_keep_each_images_closest_real_map(trained_tiny, batch):
                   refine_rounds=0, polish_rounds=0, **MASK)
     one = get("adv2", trained_tiny, "mask", **common)(x, y)
     atk = get("adv2", trained_tiny, "mask", restarts=3, **common)
-    best = atk(x, y)
+    with caplog.at_level(logging.INFO, logger="xaisec.attacks.mask_bilevel"):
+        best = atk(x, y)
+    assert [m for m in caplog.messages if "restart" in m][-1].startswith("adv2 (mask) restart 3/3")
     before = map_loss(atk.interpreter(one.x_adv, one.target), one.maps_target)
     after = map_loss(atk.interpreter(best.x_adv, best.target), best.maps_target)
     assert torch.equal(one.target, best.target)  # the restarts share the target class and map

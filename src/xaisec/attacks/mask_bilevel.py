@@ -50,6 +50,7 @@ Choices of xaisec's, keyword arguments:
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from typing import Any
@@ -64,6 +65,8 @@ from xaisec.attacks.objectives import map_loss, prediction_loss
 from xaisec.attacks.result import AttackResult
 from xaisec.interpreters.base import Interpreter
 from xaisec.utils.checks import XaisecError
+
+log = logging.getLogger(__name__)
 
 
 class MaskBilevelAttack(JointAttack):
@@ -159,6 +162,9 @@ class MaskBilevelAttack(JointAttack):
                 better = loss < best
                 x_adv = torch.where(better.view(-1, 1, 1, 1), xr, x_adv)
                 best = torch.where(better, loss, best)
+                log.info("%s (mask) restart %d/%d: %d/%d adversarial, mean map loss %.4f; best kept improved "
+                         "for %d images", self.name, r + 1, self.restarts, int(ok.sum()), ok.numel(),
+                         history["restart_map_loss"][-1], int(better.sum()))
         bar.close()
         if joint_steps and self.polish_rounds:
             with torch.no_grad():
