@@ -43,7 +43,8 @@ Choices of xaisec's, keyword arguments:
   (two runs that differ only in the last bits of floating-point sums differ by 0.034 L1 per image, std),
   so the best of several is markedly closer. ResNet-20, 32 images, steps x 0.25, 3 restarts: L1 to the
   benign map 0.209 -> 0.193, IoU 0.320 -> 0.349, for 115 s per image instead of 65 on one core; 6
-  restarts: L1 0.181 (0.585x plain PGD's 0.309), IoU 0.376, 232 s per image.
+  restarts: L1 0.181 (0.585x plain PGD's 0.309), IoU 0.376, 232 s per image (AdvEdge: IoU 0.373,
+  AdvEdge+: 0.368).
 - ``prediction_step`` (default off): the paper's two-step update, a sign step on the cross-entropy
   toward the target before each map step. It lifts the target confidence to ~1 but moved the map no
   closer (IoU 0.23 on the same 8 images) and doubles the noise rate.
