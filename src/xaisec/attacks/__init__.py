@@ -37,17 +37,47 @@ ATTACKS: dict[str, tuple[dict[str, Any], str]] = {
     "advedge+": ({"map_term": True, "edge": "binary"}, "AdvEdge+: ADV^2 with steps only on edges (magnitude > 0.1)"),
 }
 
+# Attacks built by their own module rather than by JointAttack: name -> ("package.module:builder", description).
+# A builder is called as ``builder(model, interpreter, **options)`` (interpreter: a name, an Interpreter, or
+# whatever that attack documents; ``seed`` and ``progress`` always, ``framework`` when given) and returns an object
+# with ``__call__(x, y) -> AttackResult``. Modules are imported only when their attack is built. One line per attack.
+BUILT_ATTACKS: dict[str, tuple[str, str]] = {
+}
 
-def get(name: str, model: nn.Module, interpreter: str | Interpreter, *, framework: str = "pgd",
-        interpreter_options: dict[str, Any] | None = None, **options: Any) -> JointAttack:
+
+def describe() -> dict[str, str]:
+    """Every attack name with its one-line description (joint attacks first)."""
+    return {**{n: d for n, (_, d) in ATTACKS.items()}, **{n: d for n, (_, d) in BUILT_ATTACKS.items()}}
+
+
+def _build(name: str, model: nn.Module, interpreter: Any, options: dict[str, Any]) -> Any:
+    import importlib
+
+    target, _ = BUILT_ATTACKS[name]
+    module_name, func_name = target.split(":")
+    builder = getattr(importlib.import_module(module_name), func_name)
+    try:
+        return builder(model, interpreter, **options)
+    except TypeError as exc:
+        raise XaisecError(f"bad option for attack {name!r}: {exc}") from exc
+
+
+def get(name: str, model: nn.Module, interpreter: str | Interpreter | Any, *, framework: str | None = None,
+        interpreter_options: dict[str, Any] | None = None, **options: Any) -> Any:
     """Build the attack ``name`` against ``model`` and ``interpreter`` (a name or an Interpreter).
 
-    Options are :class:`JointAttack` keyword arguments (eps, alpha, steps_scale, target_class, target_map...).
+    Options are :class:`JointAttack` keyword arguments (eps, alpha, steps_scale, target_class, target_map...),
+    or for the attacks in :data:`BUILT_ATTACKS` their builder's (``framework`` is passed on only when given).
     """
+    if name in BUILT_ATTACKS:
+        if interpreter_options:
+            options = {**options, "interpreter_options": interpreter_options}
+        return _build(name, model, interpreter, options if framework is None else {"framework": framework, **options})
     if name not in ATTACKS:
-        raise XaisecError(f"unknown attack {name!r}; known: {', '.join(ATTACKS)}")
+        raise XaisecError(f"unknown attack {name!r}; known: {', '.join(describe())}")
     if isinstance(interpreter, str):
         interpreter = get_interpreter(interpreter, model, **(interpreter_options or {}))
+    framework = framework or "pgd"
     preset, _ = ATTACKS[name]
     if interpreter.name == "mask" and preset["map_term"]:
         from xaisec.attacks.mask_bilevel import MaskBilevelAttack
@@ -60,6 +90,6 @@ def get(name: str, model: nn.Module, interpreter: str | Interpreter, *, framewor
 
 
 __all__ = [
-    "ATTACKS", "FRAMEWORKS", "PAPER_PROFILES", "AttackResult", "JointAttack", "Profile", "edge_weights", "get",
-    "profile_for", "random_other_class", "random_patch_maps", "sobel_magnitude",
+    "ATTACKS", "BUILT_ATTACKS", "FRAMEWORKS", "PAPER_PROFILES", "AttackResult", "JointAttack", "Profile", "describe",
+    "edge_weights", "get", "profile_for", "random_other_class", "random_patch_maps", "sobel_magnitude",
 ]

@@ -8,7 +8,7 @@ from xaisec.cli.common import parse_eps
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
-    from xaisec.attacks import ATTACKS, FRAMEWORKS
+    from xaisec.attacks import FRAMEWORKS, describe
     from xaisec.attacks.targets import TARGET_MAPS
     from xaisec.interpreters import INTERPRETERS
 
@@ -16,9 +16,10 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, help="weights file instead of the shipped ones")
     p.add_argument("--interpreter", default="gradcam", choices=list(INTERPRETERS), metavar="NAME",
                    help=f"one of: {', '.join(INTERPRETERS)}")
-    p.add_argument("--attack", default="adv2", choices=list(ATTACKS), metavar="NAME",
-                   help=f"one of: {', '.join(ATTACKS)}")
-    p.add_argument("--framework", default="pgd", choices=list(FRAMEWORKS))
+    p.add_argument("--attack", default="adv2", choices=list(describe()), metavar="NAME",
+                   help=f"one of: {', '.join(describe())}")
+    p.add_argument("--framework", default=None, choices=list(FRAMEWORKS),
+                   help="perturbation model of the joint attacks (default pgd)")
     p.add_argument("--target-map", default="benign", choices=list(TARGET_MAPS),
                    help="map the attack aims for: the benign map, a random patch, or another class's map")
     p.add_argument("--target-class", default="random",
@@ -79,8 +80,9 @@ def run(args: argparse.Namespace) -> int:
               "steps_scale": args.steps_scale, "batch_size": args.batch_size}
     record = attack_record(res, config=config, seed=args.seed, class_name=model.class_name)
     atomic_write_json(out / "results.json", record)
-    title = f"{args.attack} ({args.framework}) vs {args.interpreter} on {args.model}"
-    attack_report([(f"{args.attack}-{args.framework}", res)], out / "report.html", title=title,
+    framework = args.framework or "pgd"
+    title = f"{args.attack} ({framework}) vs {args.interpreter} on {args.model}"
+    attack_report([(f"{args.attack}-{framework}", res)], out / "report.html", title=title,
                   class_name=model.class_name, meta={"data": data.name, "eps": f"{args.eps * 255:.1f}/255",
                                                      "seed": args.seed, "target map": args.target_map})
     m = record["mean"]

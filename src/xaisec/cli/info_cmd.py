@@ -24,7 +24,7 @@ def _sections() -> dict[str, list[tuple[str, str]]]:
         else:
             status = "no shipped weights (train with `xaisec train`)"
         models.append((name, f"{s.description}; CAM layer {s.cam_layer}; {status}"))
-    from xaisec.attacks import ATTACKS, FRAMEWORKS
+    from xaisec.attacks import FRAMEWORKS, describe
     from xaisec.interpreters import INTERPRETERS
     from xaisec.metrics import METRICS
 
@@ -32,7 +32,7 @@ def _sections() -> dict[str, list[tuple[str, str]]]:
         "models": models,
         "data": list(DATASETS.items()),
         "interpreters": [(n, d) for n, (_, d) in INTERPRETERS.items()],
-        "attacks": [(n, d) for n, (_, d) in ATTACKS.items()],
+        "attacks": list(describe().items()),
         "frameworks": [(n, f.description) for n, f in FRAMEWORKS.items()],
         "metrics": [(n, f"{s.description}; {'higher' if s.higher_is_better else 'lower'} is better")
                     for n, s in METRICS.items()],

@@ -47,7 +47,7 @@ def correctly_classified(model: nn.Module, data: ImageDataset, n: int, seed: int
 
 def run_attack(
     model: nn.Module, interpreter: str | Interpreter, attack: str, x: torch.Tensor, y: torch.Tensor, *,
-    framework: str = "pgd", batch_size: int = 50, seed: int = 0, progress: bool = False,
+    framework: str | None = None, batch_size: int = 50, seed: int = 0, progress: bool = False,
     interpreter_options: dict[str, Any] | None = None, **options: Any,
 ) -> AttackResult:
     """Attack x (N, C, H, W) in [0, 1] with labels y, ``batch_size`` images at a time; returns one result.
