@@ -7,8 +7,12 @@ import argparse
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
-    r = sub.add_parser("reproduce", help="ADV^2 / AdvEdge tables: models x interpreters x attacks (resumable)",
-                       description="Runs or resumes the reproduction grid; writes results.json and results.md.")
+    r = sub.add_parser("reproduce", help="the papers' tables as resumable grids (default: ADV^2 / AdvEdge)",
+                       description="Runs or resumes a paper's reproduction grid; writes its tables into --out.")
+    r.add_argument("--paper", default="adv2",
+                   help="adv2 (the ADV^2 / AdvEdge grid, default), another paper of `xaisec info papers`, "
+                        "a comma-separated selection, or all; papers other than adv2 write into OUT/PAPER")
+    r.add_argument("--quick", action="store_true", help="a reduced setting of each paper other than adv2")
     r.add_argument("--out", default="runs/reproduce", help="output folder (rerun the same command to resume)")
     r.add_argument("--models", default=None, help="comma-separated models (default: every shipped CIFAR-10 model)")
     r.add_argument("--interpreters", default="grad,cam,gradcam,rts,mask")
@@ -25,12 +29,22 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from xaisec.experiments.papers import paper_names, run_paper
     from xaisec.experiments.reproduce import reproduce
 
+    for name in paper_names(args.paper):
+        if name != "adv2":
+            run_paper(name, Path(args.out) / name, quick=args.quick, seed=args.seed, workers=args.workers,
+                      progress=not args.quiet)
+            print((Path(args.out) / name / "tables.md").read_text())
+    if "adv2" not in paper_names(args.paper):
+        return 0
     models = args.models.split(",") if args.models else None
     reproduce(args.out, models=models, interpreters=tuple(args.interpreters.split(",")),
               attacks=tuple(args.attacks.split(",")), frameworks=tuple(args.frameworks.split(",")), n=args.n,
               n_small=args.n_small, steps_scale=args.steps_scale, seed=args.seed, workers=args.workers,
               data=args.data, progress=not args.quiet, mask_restarts=args.mask_restarts)
-    print((__import__("pathlib").Path(args.out) / "results.md").read_text())
+    print((Path(args.out) / "results.md").read_text())
     return 0

@@ -7,7 +7,7 @@ import argparse
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("what", nargs="?", default="all",
-                   help="all, models, data, interpreters, attacks, frameworks, metrics (default: all)")
+                   help="all, models, data, interpreters, attacks, frameworks, papers, metrics (default: all)")
 
 
 def _sections() -> dict[str, list[tuple[str, str]]]:
@@ -25,6 +25,7 @@ def _sections() -> dict[str, list[tuple[str, str]]]:
             status = "no shipped weights (train with `xaisec train`)"
         models.append((name, f"{s.description}; CAM layer {s.cam_layer}; {status}"))
     from xaisec.attacks import FRAMEWORKS, describe
+    from xaisec.experiments.papers import PAPERS
     from xaisec.interpreters import INTERPRETERS
     from xaisec.metrics import METRICS
 
@@ -34,6 +35,7 @@ def _sections() -> dict[str, list[tuple[str, str]]]:
         "interpreters": [(n, d) for n, (_, d) in INTERPRETERS.items()],
         "attacks": list(describe().items()),
         "frameworks": [(n, f.description) for n, f in FRAMEWORKS.items()],
+        "papers": [(n, d) for n, (_, d) in PAPERS.items()],
         "metrics": [(n, f"{s.description}; {'higher' if s.higher_is_better else 'lower'} is better")
                     for n, s in METRICS.items()],
     }
