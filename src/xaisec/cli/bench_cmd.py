@@ -21,7 +21,12 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     r.add_argument("--n", type=int, default=100, help="images per ResNet-20 cell")
     r.add_argument("--n-small", type=int, default=32, help="images per MASK and larger-model cell")
     r.add_argument("--steps-scale", type=float, default=0.25, help="fraction of the papers' step counts")
-    r.add_argument("--workers", type=int, default=1, help="worker processes (one torch thread each)")
+    r.add_argument("--workers", type=int, default=1,
+                   help="cells at once: worker processes (local) or CPUs of a new local Ray instance")
+    r.add_argument("--backend", default="local", choices=("local", "ray"),
+                   help="local: this machine's process pool (default); ray: one Ray task per cell")
+    r.add_argument("--address", default=None,
+                   help="with --backend ray: auto or HOST:PORT of a running cluster (default: start a local one)")
     r.add_argument("--data", default="cifar10")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--mask-restarts", type=int, default=1,
@@ -45,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     reproduce(args.out, models=models, interpreters=tuple(args.interpreters.split(",")),
               attacks=tuple(args.attacks.split(",")), frameworks=tuple(args.frameworks.split(",")), n=args.n,
               n_small=args.n_small, steps_scale=args.steps_scale, seed=args.seed, workers=args.workers,
-              data=args.data, progress=not args.quiet, mask_restarts=args.mask_restarts)
+              data=args.data, progress=not args.quiet, mask_restarts=args.mask_restarts, backend=args.backend,
+              address=args.address)
     print((Path(args.out) / "results.md").read_text())
     return 0

@@ -1,13 +1,12 @@
 """Resumable experiment grids: one JSON file per cell, written atomically, skipped when present.
 
 A cell is (model, interpreter, attack, framework). ``run_grid`` evaluates the missing cells, in this
-process or in a pool of worker processes (one torch thread each), and every finished cell is on disk at
-once, so an interrupted run resumes where it stopped.
+process, in a pool of worker processes (one torch thread each) or on Ray (:mod:`xaisec.experiments.engine`);
+the driver writes every finished cell at once, atomically, so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import json
 import logging
 import time
@@ -18,7 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save
 
-from xaisec.utils.io import atomic_write_bytes, atomic_write_json
+from xaisec.experiments.engine import Task, execute, run_tasks, write_outputs
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +46,14 @@ def adversarial_path(out: Path, cell: Cell) -> Path:
     return out / "cells" / f"{cell.key}.safetensors"
 
 
-def run_cell(cell: Cell, out: str | Path, data: str = "cifar10", threads: int | None = None) -> dict[str, Any]:
-    """Attack ``cell.n`` seeded, correctly classified test images; write the cell's JSON and its x_adv."""
+def compute_cell(cell: Cell, data: str = "cifar10") -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Attack ``cell.n`` seeded, correctly classified test images; returns the cell's record and its x_adv
+    (safetensors bytes). Writes nothing: the grid's driver does (:mod:`xaisec.experiments.engine`)."""
     from xaisec.data import load as load_data
     from xaisec.experiments.records import attack_record
     from xaisec.experiments.runner import correctly_classified, run_attack
     from xaisec.models import load, spec
 
-    if threads:
-        torch.set_num_threads(threads)
-    out = Path(out)
     model = load(cell.model)
     ds = correctly_classified(model, load_data(data if spec(cell.model).dataset == "cifar10" else
                                                spec(cell.model).dataset, "test"), cell.n, seed=cell.seed)
@@ -69,9 +66,20 @@ def run_cell(cell: Cell, out: str | Path, data: str = "cifar10", threads: int | 
     record = attack_record(res, config={"cell": asdict(cell), "data": ds.name}, seed=cell.seed,
                            class_name=model.class_name)
     record["wall_seconds"] = time.time() - t0
-    atomic_write_bytes(adversarial_path(out, cell), save({"x": res.x.contiguous(), "x_adv": res.x_adv.contiguous(),
-                                                          "y": res.y.contiguous()}))
-    atomic_write_json(cell_path(out, cell), record)
+    adversarial = save({"x": res.x.contiguous(), "x_adv": res.x_adv.contiguous(), "y": res.y.contiguous()})
+    return record, {"safetensors": adversarial}
+
+
+def cell_task(cell: Cell, data: str = "cifar10") -> Task:
+    """The engine task that computes ``cell`` (one CPU)."""
+    return Task(cell.key, "xaisec.experiments.grid:compute_cell", (("cell", cell), ("data", data)))
+
+
+def run_cell(cell: Cell, out: str | Path, data: str = "cifar10", threads: int | None = None) -> dict[str, Any]:
+    """Compute one cell here and write its JSON and its x_adv into ``out``/cells."""
+    task = cell_task(cell, data)
+    record, blobs, _ = execute(task, threads)
+    write_outputs(Path(out) / "cells", task, record, blobs)
     return record
 
 
@@ -88,38 +96,19 @@ def _recorded_options(path: Path) -> list[list[Any]] | None:
         return None
 
 
-def _run_cell_worker(args: tuple[Cell, str, str]) -> tuple[str, float]:
-    cell, out, data = args
-    rec = run_cell(cell, out, data, threads=1)
-    return cell.key, rec["wall_seconds"]
-
-
 def run_grid(cells: list[Cell], out: str | Path, *, data: str = "cifar10", workers: int = 1,
-             progress: bool = True) -> list[dict[str, Any]]:
-    """Run every cell whose JSON is missing; return all cells' records (read back from disk)."""
-    from tqdm.auto import tqdm
-
+             progress: bool = True, backend: str = "local", address: str | None = None) -> list[dict[str, Any]]:
+    """Run every cell whose JSON is missing (on ``backend``, see :func:`xaisec.experiments.engine.run_tasks`);
+    return all cells' records (read back from disk)."""
     out = Path(out)
-    todo = [c for c in cells if not cell_path(out, c).exists()]
-    for c in (c for c in cells if c not in todo):
+    done = [c for c in cells if cell_path(out, c).exists()]
+    for c in done:
         if (made := _recorded_options(cell_path(out, c))) != _options_list(c.options):
             log.warning("%s in %s was made with options %s, not %s; it is kept as it is (delete %s to re-run it)",
                         c.key, out, made, _options_list(c.options), cell_path(out, c))
-    log.info("%d of %d cells to run (%d already done)", len(todo), len(cells), len(cells) - len(todo))
-    bar = tqdm(total=len(todo), desc="grid cells", disable=not progress)
-    if workers <= 1:
-        for c in todo:
-            bar.set_postfix_str(c.key)
-            run_cell(c, out, data)
-            bar.update(1)
-    else:
-        with cf.ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_run_cell_worker, (c, str(out), data)) for c in todo]
-            for f in cf.as_completed(futures):
-                key, secs = f.result()
-                bar.set_postfix_str(f"{key} {secs:.0f}s")
-                bar.update(1)
-    bar.close()
+    log.info("%d of %d cells to run (%d already done)", len(cells) - len(done), len(cells), len(done))
+    run_tasks([cell_task(c, data) for c in cells], out / "cells", backend=backend, workers=workers,
+              address=address, progress=progress, desc="grid cells")
     return [json.loads(cell_path(out, c).read_text()) for c in cells if cell_path(out, c).exists()]
 
 

@@ -143,14 +143,15 @@ def transfer_markdown(matrix: dict[str, dict[str, dict]]) -> str:
 def reproduce(out: str | Path, *, models: list[str] | None = None, interpreters: tuple[str, ...] = INTERPRETERS,
               attacks: tuple[str, ...] = ATTACKS, frameworks: tuple[str, ...] = ("pgd", "cw", "stadv"),
               n: int = 100, n_small: int = 32, steps_scale: float = 0.25, seed: int = 0, workers: int = 1,
-              data: str = "cifar10", progress: bool = True, mask_restarts: int = 1) -> dict[str, Any]:
+              data: str = "cifar10", progress: bool = True, mask_restarts: int = 1, backend: str = "local",
+              address: str | None = None) -> dict[str, Any]:
     """Run (or resume) the grid and write ``results.json`` and ``results.md`` into ``out``. The tables hold
     every cell finished in ``out``, also those of earlier runs with other selections."""
     out = Path(out)
     models = models or available_models()
     cells = build_cells(models, interpreters, n=n, n_small=n_small, steps_scale=steps_scale, seed=seed,
                         attacks=attacks, frameworks=frameworks, mask_restarts=mask_restarts)
-    run_grid(cells, out, data=data, workers=workers, progress=progress)
+    run_grid(cells, out, data=data, workers=workers, progress=progress, backend=backend, address=address)
     records = sorted((json.loads(p.read_text()) for p in (out / "cells").glob("*.json")), key=_order)
     done = [Cell(**{**r["config"]["cell"], "options": tuple(tuple(o) for o in r["config"]["cell"]["options"])})
             for r in records]

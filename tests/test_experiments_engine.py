@@ -1,0 +1,131 @@
+"""The grid engine: resumable tasks on the local and Ray backends, and what a killed worker or driver leaves."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from xaisec.experiments.engine import Task, pending, record_path, run_tasks
+from xaisec.utils.checks import XaisecError
+
+PROBE = "xaisec.experiments.engine:probe"
+
+
+def _tasks(n: int, seconds: float = 0.0, **extra) -> list[Task]:
+    return [Task(f"t{i}", PROBE, (("seconds", seconds), ("seed", i), *extra.items())) for i in range(n)]
+
+
+def _records(out: Path, tasks: list[Task]) -> dict[str, dict]:
+    return {t.key: json.loads(record_path(out, t).read_text()) for t in tasks}
+
+
+def test_local_runs_every_task_once_and_resumes(tmp_path):
+    tasks = _tasks(3)
+    assert sorted(run_tasks(tasks, tmp_path, progress=False)) == ["t0", "t1", "t2"]
+    first = _records(tmp_path, tasks)
+    assert run_tasks(tasks, tmp_path, progress=False) == []  # everything on disk: nothing runs
+    record_path(tmp_path, tasks[1]).unlink()
+    assert run_tasks(tasks, tmp_path, progress=False) == ["t1"]
+    assert _records(tmp_path, tasks) == first  # same seed, same numbers
+
+
+def test_pool_gives_the_same_numbers_as_in_process(tmp_path):
+    tasks = _tasks(4)
+    run_tasks(tasks, tmp_path / "a", progress=False)
+    run_tasks(tasks, tmp_path / "b", workers=2, progress=False)
+    assert _records(tmp_path / "a", tasks) == _records(tmp_path / "b", tasks)
+
+
+def test_bad_settings_are_clear_errors(tmp_path):
+    with pytest.raises(XaisecError, match="unknown backend"):
+        run_tasks(_tasks(1), tmp_path, backend="spark")
+    with pytest.raises(XaisecError, match="workers"):
+        run_tasks(_tasks(1), tmp_path, workers=0)
+    with pytest.raises(XaisecError, match="unique"):
+        pending([Task("a", PROBE), Task("a", PROBE)], tmp_path)
+    with pytest.raises(XaisecError, match="does not exist"):
+        run_tasks([Task("a", "xaisec.nowhere:f")], tmp_path, progress=False)
+
+
+def test_a_killed_pool_worker_leaves_no_partial_file_and_the_rerun_completes(tmp_path):
+    marker = tmp_path / "crashed"
+    tasks = [*_tasks(2), Task("dies", PROBE, (("crash_once", str(marker)),))]
+    with pytest.raises(Exception):  # noqa: B017 - the pool reports its dead worker as BrokenProcessPool
+        run_tasks(tasks, tmp_path / "out", workers=2, progress=False)
+    assert not record_path(tmp_path / "out", tasks[2]).exists()
+    assert not [p for p in (tmp_path / "out").glob("*") if p.suffix not in (".json",)]  # no temp files left
+    run_tasks(tasks, tmp_path / "out", workers=2, progress=False)
+    assert all(record_path(tmp_path / "out", t).exists() for t in tasks)
+
+
+_DRIVER = """
+import sys
+from xaisec.experiments.engine import Task, run_tasks
+tasks = [Task(f"t{i}", "xaisec.experiments.engine:probe", (("seconds", 0.4), ("seed", i))) for i in range(8)]
+run_tasks(tasks, sys.argv[1], backend=sys.argv[2], workers=1, progress=False)
+"""
+
+
+def _kill_driver_then_resume(tmp_path: Path, backend: str) -> None:
+    out = tmp_path / backend
+    proc = subprocess.Popen([sys.executable, "-c", _DRIVER, str(out), backend])
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("*.json"))) < 2:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    written = len(list(out.glob("*.json")))
+    assert 2 <= written < 8, f"the driver should have been killed mid-grid ({written} of 8 records)"
+    for p in out.glob("*.json"):
+        json.loads(p.read_text())  # every record on disk is whole
+    tasks = [Task(f"t{i}", PROBE, (("seconds", 0.4), ("seed", i))) for i in range(8)]
+    subprocess.run([sys.executable, "-c", _DRIVER, str(out), backend], check=True)
+    run_tasks(tasks, tmp_path / "reference", progress=False)
+    assert _records(out, tasks) == _records(tmp_path / "reference", tasks)
+
+
+def test_a_driver_killed_with_sigkill_resumes_local(tmp_path):
+    _kill_driver_then_resume(tmp_path, "local")
+
+
+def test_an_address_nobody_answers_is_a_clear_error(tmp_path):
+    pytest.importorskip("ray", reason="the ray backend needs Ray (pip install ray)")
+    import ray
+
+    if ray.is_initialized():
+        pytest.skip("a Ray instance is already running in this process")
+    with pytest.raises(XaisecError, match=r"could not start or reach the cluster at 127\.0\.0\.1:1"):
+        run_tasks(_tasks(1), tmp_path, backend="ray", address="127.0.0.1:1", progress=False)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray", reason="the ray backend needs Ray (pip install ray)")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_gives_the_same_numbers_as_local_and_retries_a_killed_worker(tmp_path, ray_local):
+    tasks = _tasks(3)
+    run_tasks(tasks, tmp_path / "local", progress=False)
+    marker = tmp_path / "crashed"
+    dying = Task("dies", PROBE, (("seed", 7), ("crash_once", str(marker))))
+    run_tasks([*tasks, dying], tmp_path / "ray", backend="ray", workers=2, progress=False)
+    assert marker.exists()  # the first attempt died; Ray retried it and the driver wrote its record once
+    recs = _records(tmp_path / "ray", [*tasks, dying])
+    assert {k: recs[k] for k in ("t0", "t1", "t2")} == _records(tmp_path / "local", tasks)
+    assert recs["dies"]["seed"] == 7
+
+
+@pytest.mark.slow
+def test_a_driver_killed_with_sigkill_resumes_on_ray(tmp_path):
+    pytest.importorskip("ray", reason="the ray backend needs Ray (pip install ray)")
+    _kill_driver_then_resume(tmp_path, "ray")
