@@ -182,10 +182,11 @@ def _run_ray(todo: list[Task], finish: Callable[[Task, Any], None], *, workers: 
             finish(refs.pop(ref), ray.get(ref))
 
 
-def probe(*, seconds: float = 0.0, seed: int = 0, crash_once: str | None = None) -> dict[str, Any]:
-    """A stand-in task for checking a backend and timing its overhead per task: sleeps ``seconds`` and returns
-    a seeded random number. ``crash_once``: a marker path; the first call that finds it missing creates it and
-    kills its own process, as a dying worker would (never use it with the in-process backend)."""
+def probe(*, seconds: float = 0.0, seed: int = 0, crash_once: str | None = None, work: int = 0) -> dict[str, Any]:
+    """A stand-in task for checking a backend and timing its overhead per task: sleeps ``seconds``, multiplies
+    ``work`` pairs of 256 x 256 matrices (CPU-bound work), and returns a seeded random number. ``crash_once``:
+    a marker path; the first call that finds it missing creates it and kills its own process, as a dying worker
+    would (never use it with the in-process backend)."""
     import os
 
     import torch
@@ -195,4 +196,7 @@ def probe(*, seconds: float = 0.0, seed: int = 0, crash_once: str | None = None)
         os._exit(3)
     time.sleep(seconds)
     g = torch.Generator().manual_seed(seed)
+    a = torch.randn(256, 256, generator=g)
+    for _ in range(work):
+        a = torch.tanh(a @ a / 16)
     return {"seed": seed, "value": float(torch.randn(1000, generator=g, dtype=torch.float64).sum())}
