@@ -87,3 +87,26 @@ def test_pgd_random_start_with_amplifying_weights_stays_in_the_ball():
     fw.start(x, w)
     assert float((fw.adversarial() - x).abs().max()) <= 0.05 + 1e-6
     assert float((fw.adversarial() - x).abs().max()) > 0.04  # the weights did amplify the start
+
+
+def test_cw_l2_budget_holds_for_every_iterate():
+    x = torch.rand(3, 3, 8, 8)
+    fw = CW(max_l2=0.2)
+    fw.start(x, None)
+    with torch.no_grad():
+        fw.param.add_(torch.randn_like(fw.param))  # a large move in tanh space
+    xa = fw.adversarial()
+    dist = (xa - x).flatten(1).norm(dim=1)
+    assert bool((dist <= 0.2 + 1e-5).all()) and float(dist.max()) > 0.19
+    assert float(xa.min()) >= 0 and float(xa.max()) <= 1
+    assert "L2 <= 0.2" in fw.threat_model and "no hard budget" in CW().threat_model
+
+
+def test_framework_options_must_be_finite():
+    for bad in ({"lr": float("nan")}, {"max_l2": float("inf")}, {"max_l2": 0.0}):
+        with pytest.raises(XaisecError):
+            CW(**bad)
+    for bad in ({"tau": float("nan")}, {"max_flow": -1.0}):
+        with pytest.raises(XaisecError):
+            StAdv(**bad)
+    assert "1 px" in StAdv(max_flow=1.0).threat_model

@@ -20,7 +20,7 @@ def test_rgb_variant_and_errors(tmp_path):
     p = tmp_path / "derma.npz"
     np.savez(p, test_images=np.zeros((3, 28, 28, 3), np.uint8), test_labels=np.array([0, 2, 1]))
     assert load_medmnist(p, "test").images.shape == (3, 3, 28, 28)
-    with pytest.raises(XaisecError, match="val_images"):
+    with pytest.raises(XaisecError, match="splits here are"):
         load_medmnist(p, "val")
     bad = tmp_path / "bad.npz"
     np.savez(bad, test_images=np.zeros((3, 28, 28), np.float32), test_labels=np.zeros(3))
@@ -32,8 +32,14 @@ def test_rgb_variant_and_errors(tmp_path):
         load_medmnist(mism, "test")
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"junk")
-    with pytest.raises(XaisecError, match="readable"):
+    with pytest.raises(XaisecError, match=r"not a NumPy \.npz") as info:
         load_medmnist(junk, "test")
+    assert "allow_pickle" not in str(info.value)
+    text = tmp_path / "text.npz"
+    text.write_text("just some text\n")
+    with pytest.raises(XaisecError, match=r"not a NumPy \.npz") as info:
+        load_medmnist(text, "test")
+    assert "allow_pickle" not in str(info.value) and "pickle" not in str(info.value)
 
 
 def test_shared_pneumoniamnist_splits():

@@ -57,3 +57,23 @@ def test_third_party_resnet20_checkpoint_loads_and_classifies():
     with torch.no_grad():
         acc = (model(ds.float_images()).argmax(1) == ds.labels).float().mean()
     assert acc >= 0.8  # the lossless foolbox CIFAR-10 samples; the checkpoint scores 91.7% on clean CIFAR-10
+
+
+class _Opaque:
+    """Not a tensor: torch.load(weights_only=True) refuses to unpickle it."""
+
+
+def test_nan_weights_folder_and_plain_messages(tmp_path):
+    net = TinyNet()
+    with torch.no_grad():
+        next(net.parameters()).fill_(float("inf"))
+    save_safetensors(net, tmp_path / "inf.safetensors")
+    with pytest.raises(XaisecError, match="NaN or infinite"):
+        read_state_dict(tmp_path / "inf.safetensors")
+    with pytest.raises(XaisecError, match="is a folder"):
+        read_state_dict(tmp_path)
+    torch.save({"state_dict": TinyNet().state_dict(), "opt": _Opaque()}, tmp_path / "p.pt")
+    with pytest.raises(XaisecError) as info:
+        read_state_dict(tmp_path / "p.pt")
+    msg = str(info.value)
+    assert "never unpickles" in msg and "save_file" in msg and "\x1b[" not in msg and "\n" not in msg

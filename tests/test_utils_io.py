@@ -40,3 +40,34 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert p.stat().st_mode & 0o777 == 0o644
+
+
+def test_json_never_holds_nan(tmp_path):
+    import json as _json
+
+    from xaisec.utils.checks import XaisecError
+    from xaisec.utils.io import atomic_write_json, to_json
+
+    p = atomic_write_json(tmp_path / "a.json", {"lr": float("nan"), "v": [1.0, float("inf")], "t": torch.tensor(
+        [float("-inf")])})
+    text = p.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert _json.loads(text) == {"lr": None, "v": [1.0, None], "t": [None]}
+    with pytest.raises(XaisecError, match="NaN"):
+        to_json({"lr": float("nan")}, nan="error")
+
+
+def test_check_out_dir_and_replace_together(tmp_path):
+    from xaisec.utils.checks import XaisecError
+    from xaisec.utils.io import atomic_replace_together, check_out_dir
+
+    f = tmp_path / "f"
+    f.write_text("x")
+    with pytest.raises(XaisecError, match="existing file"):
+        check_out_dir(f)
+    with pytest.raises(XaisecError, match="is a file"):
+        check_out_dir(f / "sub")
+    assert check_out_dir(tmp_path / "new" / "dir") == tmp_path / "new" / "dir"
+    paths = atomic_replace_together({tmp_path / "o" / "a.json": b"1", tmp_path / "o" / "b.html": b"2"})
+    assert [p.read_bytes() for p in paths] == [b"1", b"2"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.json", "b.html"]

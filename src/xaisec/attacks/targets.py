@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
 
 from xaisec.utils.checks import XaisecError, check_targets
+
+log = logging.getLogger(__name__)
 
 TARGET_MAPS = ("benign", "patch", "class")
 
@@ -31,6 +34,34 @@ def resolve_target_class(
     if isinstance(spec, str):
         raise XaisecError(f"unknown target class {spec!r}; use 'random', 'untargeted', an int or a tensor")
     return check_targets(spec, y.shape[0], num_classes=num_classes, device=y.device)
+
+
+def keep_not_already_target(target: torch.Tensor | None, y: torch.Tensor, *, where: str = "") -> torch.Tensor | None:
+    """Which images a targeted attack should run on: those whose label ``y`` (N,) is not already their
+    target class (N,). An image already in its target class would count as a success without any change.
+
+    Returns a bool mask (N,), or None when every image is kept (also for untargeted attacks, ``target=None``).
+    Logs a warning that counts the dropped images.
+
+    Raises:
+        XaisecError: when every image already has its target label.
+    """
+    if target is None:
+        return None
+    same = target.to(y.device) == y
+    k = int(same.sum())
+    if k == 0:
+        return None
+    n = int(y.shape[0])
+    cls = sorted({int(t) for t in target[same.to(target.device)].tolist()})
+    if k == n:
+        raise XaisecError(
+            f"{where}all {n} image(s) are already labelled with their target class {cls}; nothing to attack: choose "
+            "another --target-class, or 'random' (a class other than each image's own)"
+        )
+    log.warning("%snot attacking %d of %d image(s) already labelled with their target class %s (they would count as "
+                "successes unchanged); attacking the other %d", where, k, n, cls, n - k)
+    return ~same
 
 
 def random_patch_maps(

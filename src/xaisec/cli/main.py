@@ -6,8 +6,10 @@ import argparse
 import importlib
 import logging
 import sys
+from typing import NoReturn
 
 from xaisec import __version__
+from xaisec.cli.common import add_threads, prepare
 from xaisec.utils.checks import XaisecError
 
 log = logging.getLogger("xaisec")
@@ -22,11 +24,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("xaisec.cli.explain_cmd", "attribution maps as heat-map overlays (one PNG per image and a grid)"),
     "bench": ("xaisec.cli.bench_cmd", "benchmarks: `bench reproduce` runs the papers' tables (resumable)"),
     "info": ("xaisec.cli.info_cmd", "list models, data sets and other registered components"),
+    "detect": ("xaisec.cli.detect_cmd", "adversarial-input detectors (feature squeezing, interpreter ensemble)"),
+    "universal": ("xaisec.cli.universal_cmd", "train or apply a universal perturbation (JUAP, GAP, UAP); report"),
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: what is wrong, and where the help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="xaisec",
         description="Red-team interpretable deep learning systems: attack a classifier and its explanation together.",
     )
@@ -37,7 +48,42 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         importlib.import_module(module).add_parser(p)
+        _add_threads_to_leaves(p)
     return parser
+
+
+def _add_threads_to_leaves(p: argparse.ArgumentParser) -> None:
+    """``--threads`` on every command that has none (on each sub-command of a command with sub-commands)."""
+    subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+    if subs:
+        for action in subs:
+            for child in set(action.choices.values()):
+                _add_threads_to_leaves(child)
+    elif not any("--threads" in a.option_strings for a in p._actions):
+        add_threads(p)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def _unexpected(command: str, exc: BaseException) -> str:
+    """A one-line message for an error xaisec did not anticipate, naming the likely cause."""
+    from PIL import Image
+
+    if isinstance(exc, Image.DecompressionBombError):
+        return (f"xaisec {command}: error: an image is too large to decode safely ({_one_line(exc)}); remove it, or "
+                "shrink it, from the data")
+    if isinstance(exc, MemoryError):
+        return f"xaisec {command}: error: out of memory; use a smaller --batch-size or fewer images"
+    if isinstance(exc, PermissionError):
+        return f"xaisec {command}: error: permission denied: {exc.filename or _one_line(exc)}; check --out"
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        return f"xaisec {command}: error: {_one_line(exc)}{where}"
+    return (f"xaisec {command}: error: {type(exc).__name__}: {_one_line(exc)} (unexpected: run with -v for the "
+            "traceback, and please report it)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,13 +96,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
+        prepare(args)
         return int(module.run(args) or 0)
     except XaisecError as exc:
-        print(f"xaisec {args.command}: error: {exc}", file=sys.stderr)
+        print(f"xaisec {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"xaisec {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # never a traceback for bad input: one line, the traceback only with -v
+        log.debug("traceback", exc_info=True)
+        print(_unexpected(args.command, exc), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,7 +23,11 @@ def versions() -> dict[str, str]:
 
 def attack_record(result: AttackResult, *, config: dict[str, Any], seed: int,
                   class_name: Callable[[int], str] = str) -> dict[str, Any]:
-    """One JSON-ready record. ``mean`` holds every metric's mean (success as a rate in [0, 1])."""
+    """One JSON-ready record. ``mean`` holds every metric's mean (success as a rate in [0, 1]);
+    ``threat_model`` states the budget the attack really used (``eps`` is None on cw and stadv, which have
+    their own budgets) with the measured maximum L-inf and L2 (per image in ``images``: ``linf``, ``l2_dist``)."""
+    from xaisec.reports.attack_report import threat_model
+
     summary = result.summary()
     mean = {k: summary[k] for k in MEAN_KEYS if k in summary}
     mean.update({k: v for k, v in summary.items() if k not in mean})
@@ -31,6 +35,7 @@ def attack_record(result: AttackResult, *, config: dict[str, Any], seed: int,
         "config": {**result.config, **config},
         "versions": versions(),
         "seed": seed,
+        "threat_model": threat_model({**result.config, **config}, result.metrics),
         "n": len(result),
         "iterations": result.iterations,
         "seconds": result.seconds,

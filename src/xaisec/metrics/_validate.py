@@ -27,7 +27,7 @@ def as_maps(m: torch.Tensor, name: str) -> torch.Tensor:
 
 def map_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate two batches of maps of the same shape; ``b`` is moved to ``a``'s device and dtype."""
-    a, b = as_maps(a, "a"), as_maps(b, "b")
+    a, b = as_maps(a, "the first map batch"), as_maps(b, "the second map batch")
     if a.shape != b.shape:
         raise XaisecError(
             f"maps must have the same shape, got a {tuple(a.shape)} and b {tuple(b.shape)} "

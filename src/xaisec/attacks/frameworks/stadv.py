@@ -4,6 +4,10 @@ A per-pixel flow field f (N, 2, H, W), in pixels, moves where each output pixel 
 image (bilinear interpolation, border padding). The penalty is ``tau`` times the flow-smoothness loss
 sum_p sum_{q in N(p)} sqrt(||f_p - f_q||^2 + eps) over right and lower neighbours. Optimised with Adam.
 Edge weights scale the flow, so AdvEdge+ only moves edge pixels.
+
+StAdv has no L-inf budget on pixel values. With ``max_flow`` it has a hard flow budget: every flow
+component is clamped to [-max_flow, max_flow] pixels after each step; without it the flow is only
+penalised for roughness.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from xaisec.attacks.frameworks.base import AdamFramework
-from xaisec.utils.checks import XaisecError
+from xaisec.utils.checks import XaisecError, check_finite
 
 
 def flow_smoothness(flow: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -39,11 +43,21 @@ class StAdv(AdamFramework):
 
     def __init__(self, *, lr: float = 0.01, tau: float = 0.0005, max_flow: float | None = None,
                  generator: torch.Generator | None = None) -> None:
-        if lr <= 0 or tau < 0:
+        if not (lr > 0 and tau >= 0):  # also False for NaN
             raise XaisecError(f"StAdv needs lr > 0 and tau >= 0, got lr={lr}, tau={tau}")
+        check_finite(lr, "StAdv lr")
+        check_finite(tau, "StAdv tau")
+        if max_flow is not None:
+            max_flow = check_finite(max_flow, "StAdv max_flow (flow budget in pixels)", low=0.0, low_open=True)
         super().__init__(lr)
         self.tau, self.max_flow, self.generator = tau, max_flow, generator
         self._flow: torch.Tensor | None = None
+
+    @property
+    def threat_model(self) -> str:
+        if self.max_flow is None:
+            return f"StAdv: no hard budget, flow roughness penalised (tau {self.tau:g})"
+        return f"StAdv: every pixel moved by at most {self.max_flow:g} px per axis"
 
     def _init_param(self) -> None:
         assert self.x is not None
