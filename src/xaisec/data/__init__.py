@@ -26,15 +26,27 @@ DATASETS = {
 }
 
 
-def load(source: str | Path, split: str = "test", *, strict: bool = False) -> ImageDataset:
-    """Load a data set by registered name or path; see the module docstring."""
+def load(source: str | Path, split: str = "test", *, strict: bool = False, image_size: int | None = None,
+         resize_mode: str = "crop", mode: str | None = "RGB", progress: bool = True) -> ImageDataset:
+    """Load a data set by registered name or path; see the module docstring.
+
+    ``image_size`` S resizes every image to S x S (centre crop, or ``resize_mode="pad"``); ``mode`` applies to
+    image folders (``"RGB"``, ``"L"``, or None: grey when every image is); ``progress`` shows the folder bar.
+    """
+    from xaisec.data.imagefolder import check_image_size
+
+    check_image_size(image_size, resize_mode)
+    if image_size is not None and not _is_folder(source):
+        ds = load(source, split, strict=strict, mode=mode, progress=progress)
+        return ds.resized(image_size, resize_mode)
+    kw = {"strict": strict, "image_size": image_size, "resize_mode": resize_mode, "mode": mode, "progress": progress}
     s = str(source)
     if s.startswith("samples:"):
         return samples(s.split(":", 1)[1])
     if s == "cifar10":
         tar = shared_path("data", "cifar10-jpeg.tar")
         if tar is not None:
-            return load_image_folder(tar, split, strict=strict)
+            return load_image_folder(tar, split, **kw)
         return load_cifar_python(download_cifar(10), split, 10)
     if s == "cifar100":
         return load_cifar_python(download_cifar(100), split, 100)
@@ -54,8 +66,19 @@ def load(source: str | Path, split: str = "test", *, strict: bool = False) -> Im
                              for m in ("batches.meta", "meta") for d in ("cifar-10-batches-py", "cifar-100-python")):
         return load_cifar_python(path, split)
     if path.is_dir() and not (path / split).is_dir():
-        return load_image_folder(path, None, strict=strict)
-    return load_image_folder(path, split, strict=strict)
+        return load_image_folder(path, None, **kw)
+    return load_image_folder(path, split, **kw)
+
+
+def _is_folder(source: str | Path) -> bool:
+    """True when ``source`` is read as an image folder or tar (decoded image by image, so resized there)."""
+    s = str(source)
+    if s == "cifar10":
+        return shared_path("data", "cifar10-jpeg.tar") is not None
+    path = Path(s)
+    return path.exists() and path.suffix != ".npz" and not (
+        path.is_dir() and any((path / m).exists() or (path / d / m).exists() for m in ("batches.meta", "meta")
+                              for d in ("cifar-10-batches-py", "cifar-100-python")))
 
 
 __all__ = [
