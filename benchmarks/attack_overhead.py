@@ -1,11 +1,14 @@
-"""How much an ADV^2 iteration against Grad-CAM costs beyond the double backpropagation it cannot avoid.
+"""How much an ADV^2 iteration against Grad-CAM / grad costs beyond the double backpropagation it cannot avoid.
 
 Times, on the same model and batch (default 64 CIFAR-10 images, shipped ResNet-20):
   bare:  one forward pass, one backward pass with create_graph to the Grad-CAM layer, one backward pass of
          a scalar of the resulting map to the input;
   adv2:  one iteration of xaisec's adv2-gradcam attack (the per-iteration slope of two attack lengths, so
          set-up and final measurement are excluded);
-and prints ``ratio: R`` = adv2 / bare. Then seconds per image for every attack / interpreter pair at the
+and prints ``ratio: R`` = adv2 / bare. The same for the gradient map: bare_grad = forward, create_graph
+backward to the input, backward of a loss on the |gradient| max-over-channels map, all with the exact ReLU
+(the floor: no surrogate); adv2-grad iteration with default settings (soft-ReLU surrogate, keep_best scored
+at logged steps); ``ratio_grad: R``. Then seconds per image for every attack / interpreter pair at the
 same batch size, per iteration and for the paper's full schedule.
 
     python benchmarks/attack_overhead.py [--batch 64] [--repeats 7] [--device cpu]
@@ -36,6 +39,14 @@ def bare_double_backprop(model: torch.nn.Module, x: torch.Tensor, target: torch.
         torch.autograd.grad(cam.sum(), xr)
     finally:
         handle.remove()
+
+
+def bare_grad_double_backprop(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> None:
+    xr = x.detach().requires_grad_(True)
+    logits = model(xr.contiguous(memory_format=torch.channels_last))  # as the grad interpreter runs it
+    (g,) = torch.autograd.grad(logits.gather(1, target.view(-1, 1)).sum(), xr, create_graph=True)
+    maps = g.abs().amax(1)
+    torch.autograd.grad((maps - 0.5 * maps.detach()).pow(2).sum(), xr)
 
 
 def median_time(fn, repeats: int) -> float:
@@ -84,6 +95,11 @@ def main() -> None:
     print(f"bare double backprop: {bare * 1000:.1f} ms")
     print(f"adv2-gradcam iteration: {adv2 * 1000:.1f} ms")
     print(f"ratio: {adv2 / bare:.2f}")
+    bare_grad = median_time(lambda: bare_grad_double_backprop(model, x, target), args.repeats * 3)
+    adv2_grad = per_iteration(model, get_interpreter("grad", model), "adv2", x, y, 5, 25, args.repeats)
+    print(f"bare grad-map double backprop (exact ReLU): {bare_grad * 1000:.1f} ms")
+    print(f"adv2-grad iteration: {adv2_grad * 1000:.1f} ms")
+    print(f"ratio_grad: {adv2_grad / bare_grad:.2f}")
     if args.skip_pairs:
         return
     print(f"\n| attack | interpreter | s/iteration (batch {args.batch}) | s/image/iteration | paper schedule "

@@ -180,3 +180,82 @@ def test_far_target_maps_get_a_larger_map_weight(tiny_model):
         get("adv2", tiny_model, "gradcam", lam_scale=0)
     with pytest.raises(XaisecError, match="final_step"):
         get("adv2", tiny_model, "gradcam", final_step=1.5)
+
+
+def _spy_track_best(monkeypatch):
+    from xaisec.attacks.joint import JointAttack
+
+    calls = []
+    original = JointAttack._track_best
+
+    def spy(self, xa, logits, target, y, m_loss, best_x, best_score):
+        if m_loss is not None:
+            calls.append((xa.detach().clamp(0, 1).clone(), logits.detach().clone(), m_loss.detach().clone()))
+        return original(self, xa, logits, target, y, m_loss, best_x, best_score)
+
+    monkeypatch.setattr(JointAttack, "_track_best", spy)
+    return calls
+
+
+def test_surrogate_keep_best_scores_logged_steps_on_the_real_map(tiny_model, batch, monkeypatch):
+    from xaisec.attacks.objectives import map_loss
+    from xaisec.interpreters import get as get_interpreter
+
+    x, y = batch
+    calls = _spy_track_best(monkeypatch)
+    interp = get_interpreter("grad", tiny_model)
+    res = get("adv2", tiny_model, interp, warm_steps=5, stages=[(23, 5.0, 10.0)], alpha=2 / 255, log_every=4)(x, y)
+    # scored: the joint steps 5..27 that are multiples of log_every, and the last iterate
+    assert len(calls) == len([s for s in range(5, 28) if s % 4 == 0]) + 1
+    target, maps_target = res.target, res.maps_target
+    best = torch.full((x.shape[0],), float("inf"))
+    chosen = res.x_adv.clone()
+    n_ok = torch.zeros(x.shape[0], dtype=torch.long)
+    for xa, logits, score in calls:
+        real = map_loss(interp(xa, target), maps_target)
+        torch.testing.assert_close(score, real)  # judged on the real interpreter's map, not the surrogate's
+        probs = tiny_model(xa).softmax(1)
+        torch.testing.assert_close(logits.softmax(1), probs, rtol=1e-5, atol=1e-6)  # exact logits
+        ok = (probs.argmax(1) == target) & (probs.gather(1, target.view(-1, 1)).squeeze(1) >= 0.8)
+        n_ok += ok.long()
+        better = ok & (real < best)
+        best = torch.where(better, real, best)
+        chosen[better] = xa[better]
+    assert (n_ok >= 2).any()  # some image had several candidates to choose from
+    found = torch.isfinite(best)
+    assert found.any()
+    assert torch.equal(res.x_adv[found], chosen[found])
+
+
+def test_surrogate_prediction_gradient_is_the_real_models(tiny_model, batch, monkeypatch):
+    """The shared surrogate forward gives the same step as a separate real-model pass for the prediction term."""
+    import contextlib
+
+    import xaisec.attacks.joint as joint
+    from xaisec.attacks.frameworks import PGD
+
+    x, y = batch
+    grads = []
+    original = PGD.update
+    monkeypatch.setattr(PGD, "update", lambda self, g: (grads.append(g.clone()), original(self, g))[1])
+    opts = {"warm_steps": 0, "stages": [(3, 5.0, 5.0)], "keep_best": False}
+    get("adv2", tiny_model, "grad", **opts)(x, y)
+    shared = grads[:]
+    grads.clear()
+
+    def separate(self, xa, cls):  # the previous path: maps from the surrogate, logits from a real forward
+        with self._map_context():
+            maps, _ = self.interpreter.explain(xa, cls, create_graph=True)
+        return maps, self.model(xa), False
+
+    with monkeypatch.context() as m:
+        m.setattr(joint.JointAttack, "_maps_and_logits", separate)
+        get("adv2", tiny_model, "grad", **opts)(x, y)
+    reference = grads[:]
+    grads.clear()
+    with monkeypatch.context() as m:  # the prediction gradient through the soft slopes instead
+        m.setattr(joint, "exact_relu_backward", contextlib.nullcontext)
+        get("adv2", tiny_model, "grad", **opts)(x, y)
+    soft = grads[:]
+    torch.testing.assert_close(shared[0], reference[0], rtol=1e-4, atol=1e-7 * float(reference[0].abs().max()))
+    assert (soft[0] - reference[0]).abs().max() > 1e-4 * reference[0].abs().max()

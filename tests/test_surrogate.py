@@ -265,3 +265,104 @@ def test_huge_activations_stay_exact_and_copy_survives_deepcopy(mixed: MixedReLU
     assert twice.forward.__self__ is twice
     assert torch.equal(twice(images), mixed(images))
     assert hvp_of_grad_map_loss(twice, images).abs().max() > 1e-5
+
+
+# -- the fused op against the composite reference ------------------------------------------------------------
+
+
+def random_pre_activations(shape: tuple[int, ...], dtype: torch.dtype = torch.float32, seed: int = 0) -> torch.Tensor:
+    """Gaussian values of several scales, with points near the kinks of ReLU (0) and ReLU6 (0, 6)."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(shape, generator=gen, dtype=dtype) * torch.tensor([0.02, 0.3, 3.0], dtype=dtype).repeat(
+        shape[-1] // 3 + 1)[: shape[-1]]
+    z.view(-1)[::7] += 6.0  # some near the upper kink of ReLU6
+    return z
+
+
+def first_and_second(fn, z0: torch.Tensor, seed: int = 1) -> tuple[torch.Tensor, ...]:
+    """Forward value, vjp d<y, v>/dz and the second-order term d<grad, w>/dz of fn at z0, for random v, w."""
+    gen = torch.Generator().manual_seed(seed)
+    v, w = torch.randn(z0.shape, generator=gen, dtype=z0.dtype), torch.randn(z0.shape, generator=gen, dtype=z0.dtype)
+    z = z0.clone().requires_grad_(True)
+    y = fn(z)
+    (g,) = torch.autograd.grad(y, z, v, create_graph=True)
+    (h,) = torch.autograd.grad(g, z, w)
+    return y.detach(), g.detach(), h
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_matches_composite_relu_and_clipped(dtype: torch.dtype) -> None:
+    z0 = random_pre_activations((4, 6, 5, 5), dtype)
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-10, "atol": 1e-10}
+    cases = [
+        (lambda z: soft_relu_fn(z), lambda z: soft_relu_fn(z, fused=False)),
+        (lambda z: soft_relu_fn(z, 1e-2), lambda z: soft_relu_fn(z, 1e-2, fused=False)),
+        (lambda z: soft_hardtanh_fn(z, 0.0, 6.0), lambda z: soft_hardtanh_fn(z, 0.0, 6.0, fused=False)),
+        (lambda z: soft_hardtanh_fn(z, -1.0, 1.0), lambda z: soft_hardtanh_fn(z, -1.0, 1.0, fused=False)),
+    ]
+    for fused, composite in cases:
+        yf, gf, hf = first_and_second(fused, z0)
+        yc, gc, hc = first_and_second(composite, z0)
+        assert torch.equal(yf, yc)  # bit-exact forward
+        torch.testing.assert_close(gf, gc, **tol)
+        torch.testing.assert_close(hf, hc, **tol)
+        assert hf.abs().max() > 0
+
+
+def test_fused_matches_composite_in_networks_with_every_relu_form(mixed: MixedReLUNet, images: torch.Tensor) -> None:
+    torch.manual_seed(1)
+    relu6 = ReLU6Net().eval()
+    for net in (mixed, relu6):
+        with soft_relu(net, fused=False):
+            ref = hvp_of_grad_map_loss(net, images)
+            ref_out = net(images.clone().requires_grad_(True))
+        with soft_relu(net):
+            fused = hvp_of_grad_map_loss(net, images)
+            out = net(images.clone().requires_grad_(True))
+        assert torch.equal(out, ref_out)
+        assert ref.abs().max() > 1e-5
+        torch.testing.assert_close(fused, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
+    assert current() == ORIGINALS
+
+
+def test_fused_gradcheck_and_gradgradcheck_float64() -> None:
+    from xaisec.interpreters.surrogate import _SoftSlope
+
+    z = random_pre_activations((2, 3, 3, 3), torch.float64, seed=3)
+    z = torch.where(z.abs() < 2e-3, z + 5e-3, z)  # the slope jumps at the kink: keep finite differences off it
+    z = torch.where((z - 6).abs() < 2e-3, z + 5e-3, z).requires_grad_(True)
+    g = torch.randn(z.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(4)).requires_grad_(True)
+    # the backward node g * h(z) and its hand-written derivatives (ReLU: one kink; hardtanh: two)
+    assert torch.autograd.gradcheck(lambda a, b: _SoftSlope.apply(a, b, ((0.0, 1.0),), 1e-2), (g, z))
+    assert torch.autograd.gradcheck(lambda a, b: _SoftSlope.apply(a, b, ((0.0, 1.0), (6.0, -1.0)), 1e-2), (g, z))
+    # second derivatives of the fused ops consistent with their first
+    assert torch.autograd.gradgradcheck(lambda a: soft_relu_fn(a, 1e-2), (z,))
+    assert torch.autograd.gradgradcheck(lambda a: soft_hardtanh_fn(a, 0.0, 6.0, 1e-2), (z,))
+
+
+def test_exact_relu_backward_gives_the_real_gradient(mixed: MixedReLUNet, images: torch.Tensor) -> None:
+    from xaisec.interpreters.surrogate import exact_relu_backward
+
+    torch.manual_seed(1)
+    for net in (mixed, ReLU6Net().eval()):
+        x = images.clone().requires_grad_(True)
+        real = torch.autograd.grad(net(x).logsumexp(1).sum(), x)[0]
+        with soft_relu(net):
+            out = net(x)
+        with exact_relu_backward():
+            (exact,) = torch.autograd.grad(out.logsumexp(1).sum(), x, retain_graph=True)
+        (soft,) = torch.autograd.grad(out.logsumexp(1).sum(), x)  # closed: the soft slope again
+        torch.testing.assert_close(exact, real, rtol=1e-6, atol=1e-7)
+        assert (soft - real).abs().max() > 1e-6
+    z = random_pre_activations((50,), torch.float64).requires_grad_(True)
+    with exact_relu_backward():
+        assert torch.autograd.gradcheck(soft_relu_fn, (torch.where(z.abs() < 1e-3, z + 1e-2, z).detach()
+                                                       .requires_grad_(True),))
+
+
+def test_fused_third_derivative_raises() -> None:
+    z = torch.linspace(-0.2, 0.2, 11, requires_grad=True)
+    (g,) = torch.autograd.grad(soft_relu_fn(z).sum(), z, create_graph=True)
+    (h,) = torch.autograd.grad(g.sum(), z, create_graph=True)
+    with pytest.raises(RuntimeError):
+        torch.autograd.grad(h.sum(), z)
