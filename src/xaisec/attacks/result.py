@@ -25,6 +25,8 @@ class AttackResult:
         history: every few steps, the batch means of the prediction loss, the map loss (NaN where there is
             none, e.g. in the warm start) and the success rate, keyed by ``step``, ``pred_loss``, ``map_loss``,
             ``success``.
+        queries: black-box attacks only: model queries spent per image (N,) long (setup queries apart, in
+            ``metrics["setup_queries"]``); queries_total: their sum. None for white-box attacks.
     """
 
     x: torch.Tensor
@@ -42,6 +44,8 @@ class AttackResult:
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
     history: dict[str, list[float]] = field(default_factory=dict)
+    queries: torch.Tensor | None = None
+    queries_total: int | None = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -69,6 +73,9 @@ class AttackResult:
             metrics={k: torch.cat([r.metrics[k] for r in results]) for k in first.metrics},
             iterations=max(r.iterations for r in results), seconds=sum(r.seconds for r in results),
             config=first.config, history=first.history,
+            queries=None if any(r.queries is None for r in results) else cat("queries"),
+            queries_total=None if any(r.queries_total is None for r in results)
+            else sum(int(r.queries_total) for r in results),
         )
 
     def records(self, class_name: Any = str) -> list[dict[str, Any]]:

@@ -32,3 +32,24 @@ def histogram_uri(series: dict[str, torch.Tensor], *, title: str, xlabel: str, b
     fig.savefig(buf, format="png")
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def curve_uri(series: dict[str, tuple[list[float], list[float]]], *, title: str, xlabel: str, ylabel: str,
+              log_y: bool = False) -> str:
+    """Line plots, one per named (x values, y values) series (e.g. fitness against queries), as a PNG data URI."""
+    fig, ax = plt.subplots(figsize=(4.6, 2.8), dpi=110)
+    for i, (label, (xs, ys)) in enumerate(series.items()):
+        ax.plot(xs, ys, label=label, color=PALETTE[i % len(PALETTE)], linewidth=1.4)
+    if log_y and all(v > 0 for _, ys in series.values() for v in ys):
+        ax.set_yscale("log")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.tick_params(labelsize=8)
+    if len(series) > 1:
+        ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
