@@ -44,6 +44,12 @@ for _depth in (20, 32, 44, 56):
         f"cifar10_resnet{_depth}", lambda d=_depth: CifarResNet(d), "layer3", "linear",
         f"ResNet-{_depth} (He et al. 2016, option A shortcuts) for 32x32",
     )
+for _suffix, _what in (("at", "adversarially trained (PGD, eps 8/255)"),
+                       ("introbust", "interpretation-robust trained (CAM, Boopathy et al.)"),
+                       ("aid", "the plain shipped weights, explained by an AID-trained RTS (`get('rts', model)`)")):
+    MODELS[f"cifar10_resnet20_{_suffix}"] = _cifar(f"cifar10_resnet20_{_suffix}", lambda: CifarResNet(20), "layer3",
+                                                   "linear", f"ResNet-20 fine-tuned from cifar10_resnet20: {_what}"
+                                                   if _suffix != "aid" else f"ResNet-20: {_what}")
 MODELS["cifar10_vgg11_bn"] = _cifar("cifar10_vgg11_bn", CifarVGG, "features", "classifier",
                                     "VGG-11 with batch norm, half width, 4x4 last feature map")
 MODELS["cifar10_densenet40"] = _cifar("cifar10_densenet40", lambda: CifarDenseNet(40, 12, stem_stride=2), "features",
@@ -61,3 +67,39 @@ for _arch, _tv in ARCHS.items():
     )
 
 DEFAULT_MODEL = "cifar10_resnet20"
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A zoo architecture without its data set: built for any class count, channel count and image size."""
+
+    name: str
+    build: Callable[..., nn.Module]  # build(num_classes, in_channels) -> network (stem stride set after)
+    cam_layer: str
+    fc_layer: str
+    base_size: int  # the image size the architecture was designed for; larger images get a strided stem
+    stem: str  # dotted name of the first convolution (its stride adapts to the image size)
+    description: str
+    base_stride: int = 1
+
+
+def _resnet(depth: int) -> Callable[..., nn.Module]:
+    return lambda num_classes, in_channels: CifarResNet(depth, num_classes=num_classes, in_channels=in_channels)
+
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    **{f"resnet{d}": ArchSpec(f"resnet{d}", _resnet(d), "layer3", "linear", 32, "conv1", MODELS[f"cifar10_resnet{d}"]
+                              .description) for d in (20, 32, 44, 56)},
+    "vgg11_bn": ArchSpec("vgg11_bn", lambda num_classes, in_channels: CifarVGG(num_classes=num_classes,
+                                                                               in_channels=in_channels),
+                         "features", "classifier", 32, "features.0", MODELS["cifar10_vgg11_bn"].description),
+    "densenet40": ArchSpec("densenet40", lambda num_classes, in_channels: CifarDenseNet(
+        40, 12, num_classes=num_classes, in_channels=in_channels, stem_stride=2), "features", "classifier", 32,
+        "features.0", MODELS["cifar10_densenet40"].description, base_stride=2),
+    "mobilenetv2": ArchSpec("mobilenetv2", lambda num_classes, in_channels: CifarMobileNetV2(
+        num_classes=num_classes, in_channels=in_channels), "features", "classifier", 32, "features.0",
+        MODELS["cifar10_mobilenetv2"].description),
+    "pneumonia_cnn": ArchSpec("pneumonia_cnn", lambda num_classes, in_channels: PneumoniaCNN(
+        num_classes=num_classes, in_channels=in_channels), "features", "classifier", 28, "features.0",
+        MODELS["pneumonia_cnn"].description),
+}

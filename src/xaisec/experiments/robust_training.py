@@ -1,0 +1,241 @@
+"""Training-time defenses ([AE] V-G and VI-B Table VI, [A2] section 5 AID) on CIFAR-10 with the ResNet-20.
+
+``xaisec bench reproduce --paper robust-training``: for the normal model and each robust zoo model that has
+shipped weights (``cifar10_resnet20_at``, ``cifar10_resnet20_introbust``) it measures
+
+- clean accuracy on ``n_clean`` test images;
+- PGD accuracy (PGD-k, random start, step 2.5 eps / k) and the mean Kendall tau between the benign and the
+  attacked true-class CAM (Boopathy et al.'s top-k mass attack, :mod:`xaisec.attacks.interp_attack`, at CAM's
+  native 8x8, over the images whose prediction stayed) at eps in {0, 2, 4, 6, 8, 10}/255 on ``n`` images;
+- the success of white-box AdvEdge and ADV^2 (pgd framework, Grad-CAM, eps 8/255) on ``n_attack`` correctly
+  classified test images;
+- for AID (``cifar10_resnet20_aid``, the same classifier with the AID-trained RTS): the L1 between benign and
+  ADV^2 maps on the AID RTS and on the normal RTS, the L1 of a plain PGD attack's maps on the normal RTS,
+  and the L1 between the two networks' benign maps.
+
+Each measurement is one cell, ``cells/<name>.json``, written atomically and skipped when present (resume).
+Tables: ``tables.json`` and ``tables.md``. ``quick``: fewer images and steps (stated in the tables).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xaisec.utils.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+NORMAL = "cifar10_resnet20"
+ROBUST = ("cifar10_resnet20_at", "cifar10_resnet20_introbust")
+AID = "cifar10_resnet20_aid"
+EPS = (0, 2, 4, 6, 8, 10)  # /255
+
+
+def settings(quick: bool) -> dict[str, Any]:
+    """Image counts and step counts of a run."""
+    if quick:
+        return {"n": 50, "n_clean": 1000, "n_attack": 20, "pgd_steps": 10, "tau_steps": 20, "steps_scale": 0.1,
+                "eps": list(EPS)}
+    return {"n": 200, "n_clean": 10000, "n_attack": 100, "pgd_steps": 20, "tau_steps": 50, "steps_scale": 0.25,
+            "eps": list(EPS)}
+
+
+def _cell(out: Path, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    path = out / "cells" / f"{name}.json"
+    if path.exists():
+        import json
+
+        return json.loads(path.read_text())
+    t0 = time.time()
+    row = fn()
+    row["seconds"] = round(time.time() - t0, 1)
+    atomic_write_json(path, row)
+    log.info("robust-training cell %s: %s", name, row)
+    return row
+
+
+def _finite(v: float) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def _test_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from xaisec.data import load as load_data
+
+    ds = load_data("cifar10", "test")
+    ds = ds.sample(min(n, len(ds)), seed=seed) if n < len(ds) else ds
+    return ds.float_images(), ds.labels
+
+
+def _correct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        ok = torch.cat([model(xb).argmax(1) == yb for xb, yb in zip(x.split(500), y.split(500), strict=True)])
+    idx = ok.nonzero().flatten()[:n]
+    return x[idx], y[idx]
+
+
+def clean_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float(torch.cat([model(xb).argmax(1) == yb for xb, yb in zip(x.split(500), y.split(500),
+                                                                              strict=True)]).float().mean())
+
+
+def pgd_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
+                 seed: int = 0) -> float:
+    """Accuracy under untargeted PGD-``steps`` (random start, step 2.5 eps / steps)."""
+    from xaisec.training.adversarial import pgd_iterates
+
+    if eps == 0:
+        return clean_accuracy(model, x, y)
+    g = torch.Generator().manual_seed(seed)
+    correct = 0
+    for xb, yb in zip(x.split(100), y.split(100), strict=True):
+        (adv,) = pgd_iterates(model, xb, yb, eps=eps, alpha=2.5 * eps / steps, record=[steps], random_start=True,
+                              generator=g)
+        with torch.no_grad():
+            correct += int((model(adv).argmax(1) == yb).sum())
+    return correct / max(len(y), 1)
+
+
+def mean_tau(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
+             seed: int = 0) -> dict[str, Any]:
+    """Mean Kendall tau between benign and attacked true-class CAMs (8x8) where the prediction stayed."""
+    from xaisec.attacks.interp_attack import topk_interpretation_attack
+    from xaisec.interpreters import get as get_interpreter
+
+    g = get_interpreter("cam", model)
+    taus, found, mass_drop = [], 0, []
+    for xb, yb in zip(x.split(100), y.split(100), strict=True):
+        res = topk_interpretation_attack(model, g, xb, yb, eps=eps, steps=steps, seed=seed)
+        ok = res.found & torch.isfinite(res.tau)
+        taus.append(res.tau[ok])
+        mass_drop.append((res.mass_benign - res.mass_adv)[ok])
+        found += int(ok.sum())
+    tau = torch.cat(taus)
+    return {"tau": _finite(float(tau.mean())) if len(tau) else None, "images": len(y), "found": found,
+            "topk_mass_drop": _finite(float(torch.cat(mass_drop).mean())) if found else None}
+
+
+def attack_success(model: torch.nn.Module, attack: str, x: torch.Tensor, y: torch.Tensor, steps_scale: float,
+                   seed: int = 0) -> dict[str, Any]:
+    """Success rate and map L1 of a white-box joint attack (pgd framework, Grad-CAM, eps 8/255)."""
+    from xaisec.attacks import get as get_attack
+
+    atk = get_attack(attack, model, "gradcam", framework="pgd", eps=8 / 255, steps_scale=steps_scale, seed=seed,
+                     progress=False)
+    res = atk(x, y)
+    return {"success": float(res.success.float().mean()), "l1": float(res.metrics["l1"].mean()),
+            "images": len(y)}
+
+
+def aid_cells(x: torch.Tensor, y: torch.Tensor, steps_scale: float, seed: int = 0) -> dict[str, Any]:
+    """ADV^2 on the AID RTS vs on the normal RTS; a PGD attack's map change on the normal RTS; benign gap."""
+    from xaisec.attacks import get as get_attack
+    from xaisec.interpreters.rts import RTS, rts_weights_path
+    from xaisec.metrics.maps import map_l1
+    from xaisec.models import load
+
+    model = load(NORMAL)
+    normal = RTS(model, weights=rts_weights_path(NORMAL))
+    aid = RTS(model, weights=rts_weights_path(AID))
+    row: dict[str, Any] = {"images": len(y)}
+    for tag, g in (("normal_rts", normal), ("aid_rts", aid)):
+        res = get_attack("adv2", model, g, framework="pgd", eps=8 / 255, steps_scale=steps_scale, seed=seed,
+                         progress=False)(x, y)
+        row[f"adv2_l1_{tag}"] = float(res.metrics["l1"].mean())
+        row[f"adv2_success_{tag}"] = float(res.success.float().mean())
+    res = get_attack("pgd", model, normal, framework="pgd", eps=8 / 255, steps_scale=steps_scale, seed=seed,
+                     progress=False)(x, y)
+    row["pgd_l1_normal_rts"] = float(res.metrics["l1"].mean())
+    with torch.no_grad():
+        row["benign_l1_aid_vs_normal"] = float(map_l1(aid(x, y), normal(x, y)).mean())
+    return row
+
+
+def _md_table(header: list[str], rows: list[list[Any]]) -> str:
+    def fmt(v: Any) -> str:
+        return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def reproduce(out: str | Path, *, quick: bool = False, seed: int = 0, workers: int = 1,
+              progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) every cell into ``out``; returns the tables (also ``tables.json`` / ``tables.md``)."""
+    from xaisec.models import load, shipped_weights
+    from xaisec.models.weights import model_card
+
+    del workers, progress  # cells run one after another; each is short
+    out = Path(out)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    cfg = settings(quick)
+    models = [NORMAL] + [m for m in ROBUST if shipped_weights(m) is not None]
+    missing = [m for m in ROBUST if m not in models]
+    x_all, y_all = _test_images(max(cfg["n_clean"], cfg["n"], 4 * cfg["n_attack"]), seed)
+    tables: dict[str, Any] = {"settings": cfg, "seed": seed, "models": models, "missing": missing, "rows": {}}
+    for name in models:
+        model = load(name)
+        model.requires_grad_(False)
+        row: dict[str, Any] = {"card_defense": (model_card(name) or {}).get("defense")}
+        row["clean"] = _cell(out, f"{name}_clean", lambda m=model: {
+            "accuracy": clean_accuracy(m, x_all[: cfg["n_clean"]], y_all[: cfg["n_clean"]]),
+            "images": min(cfg["n_clean"], len(y_all))})["accuracy"]
+        x, y = x_all[: cfg["n"]], y_all[: cfg["n"]]
+        for e in cfg["eps"]:
+            eps = e / 255
+            row[f"pgd_{e}"] = _cell(out, f"{name}_pgd_eps{e}", lambda m=model, eps=eps, x=x, y=y: {
+                "accuracy": pgd_accuracy(m, x, y, eps, cfg["pgd_steps"], seed), "images": len(y)})["accuracy"]
+            row[f"tau_{e}"] = _cell(out, f"{name}_tau_eps{e}", lambda m=model, eps=eps, x=x, y=y: mean_tau(
+                m, x, y, eps, cfg["tau_steps"], seed))["tau"] if e > 0 else None
+        xa, ya = _correct(model, x_all, y_all, cfg["n_attack"])
+        for attack in ("advedge", "adv2"):
+            row[attack] = _cell(out, f"{name}_{attack}", lambda m=model, a=attack, xa=xa, ya=ya: attack_success(
+                m, a, xa, ya, cfg["steps_scale"], seed))["success"]
+        tables["rows"][name] = row
+    from xaisec.interpreters.rts import rts_weights_path
+
+    if rts_weights_path(AID).is_file():
+        xa, ya = _correct(load(NORMAL), x_all, y_all, cfg["n_attack"])
+        tables["aid"] = _cell(out, "aid_rts", lambda: aid_cells(xa, ya, cfg["steps_scale"], seed))
+    else:
+        tables["aid"] = None
+    atomic_write_json(out / "tables.json", tables)
+    atomic_write_text(out / "tables.md", render(tables))
+    return tables
+
+
+def render(tables: dict[str, Any]) -> str:
+    """Markdown for ``tables.json``."""
+    cfg = tables["settings"]
+    eps = cfg["eps"]
+    parts = [f"# Training-time defenses (CIFAR-10, ResNet-20)\n\nsettings: {cfg}; seed {tables['seed']}"]
+    if tables["missing"]:
+        parts.append(f"not measured (no shipped weights): {', '.join(tables['missing'])}")
+    rows = tables["rows"]
+    parts.append(f"## PGD accuracy (PGD-{cfg['pgd_steps']}, {cfg['n']} test images)\n\n" + _md_table(
+        ["model", *[f"{e}/255" for e in eps]], [[m, *[r[f"pgd_{e}"] for e in eps]] for m, r in rows.items()]))
+    parts.append(f"## Kendall tau, benign vs attacked CAM ({cfg['tau_steps']} steps, top-8 mass attack)\n\n"
+                 + _md_table(["model", *[f"{e}/255" for e in eps[1:]]],
+                             [[m, *[r[f"tau_{e}"] for e in eps[1:]]] for m, r in rows.items()]))
+    parts.append(f"## Clean accuracy ({cfg['n_clean']} test images) and white-box attack success (Grad-CAM, "
+                 f"eps 8/255, {cfg['n_attack']} images, steps x {cfg['steps_scale']})\n\n"
+                 + _md_table(["model", "clean", "AdvEdge", "ADV^2"],
+                             [[m, r["clean"], r["advedge"], r["adv2"]] for m, r in rows.items()]))
+    aid = tables.get("aid")
+    if aid:
+        parts.append("## AID (RTS maps, L1 per pixel)\n\n" + _md_table(
+            ["ADV^2 on AID RTS", "ADV^2 on normal RTS", "PGD on normal RTS", "benign AID vs normal"],
+            [[aid["adv2_l1_aid_rts"], aid["adv2_l1_normal_rts"], aid["pgd_l1_normal_rts"],
+              aid["benign_l1_aid_vs_normal"]]]))
+    return "\n\n".join(parts) + "\n"
+
+
+__all__ = ["render", "reproduce", "settings"]
