@@ -296,3 +296,28 @@ def test_explain_returns_the_logits_of_its_own_forward_pass(tiny_model, tiny_bat
         assert logits is not None and torch.allclose(logits, tiny_model(x), atol=1e-6)
         (g,) = torch.autograd.grad(logits.sum() + maps.sum(), xr)  # both differentiable in x
         assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_detach_weights_gives_the_same_input_gradient_on_relu_nets(tiny_model, tiny_batch):
+    # the head after the layer is piecewise linear, so the gradient weights are piecewise constant in x
+    x, y = tiny_batch
+    grads = []
+    for detach in (False, True):
+        xr = x.clone().requires_grad_(True)
+        raw = GradCAM(tiny_model, detach_weights=detach).attribute(xr, y, create_graph=True)
+        (g,) = torch.autograd.grad((raw[:, :4, :4] ** 2).sum(), xr)
+        grads.append(g)
+    assert grads[0].abs().sum() > 0
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+    # on a smooth head the weights' own derivative matters and detaching changes the gradient
+    smooth = wrap(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Softplus(), nn.Conv2d(4, 4, 3, padding=1),
+                                nn.Softplus(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)),
+                  cam_layer="1")
+    out = []
+    for detach in (False, True):
+        xr = x.clone().requires_grad_(True)
+        raw = GradCAM(smooth, relu=False, detach_weights=detach).attribute(
+            xr, torch.zeros(6, dtype=torch.long), create_graph=True)
+        out.append(torch.autograd.grad(raw.pow(2).sum(), xr)[0])
+    assert out[0].abs().sum() > 0
+    assert (out[0] - out[1]).norm() > 1e-3 * out[0].norm()

@@ -42,6 +42,11 @@ ATTACKS: dict[str, tuple[dict[str, Any], str]] = {
 # whatever that attack documents; ``seed`` and ``progress`` always, ``framework`` when given) and returns an object
 # with ``__call__(x, y) -> AttackResult``. Modules are imported only when their attack is built. One line per attack.
 BUILT_ATTACKS: dict[str, tuple[str, str]] = {
+    "jap": ("xaisec.universal.jap:build_jap", "JAP (Ning et al. 2024): a generator per image; fool it, keep the map"),
+    "patch": ("xaisec.attacks.patch:build", "adversarial patch vs Grad-CAM (Le et al. 2021): hide / attract / none"),
+    "attaxai": ("xaisec.blackbox.attaxai:build", "AttaXAI (Tamam et al. 2023): black-box NES, map to a target"),
+    "dombrowski": ("xaisec.blackbox.dombrowski:build", "Dombrowski et al. 2019: white-box map manipulation (softplus)"),
+    "mga": ("xaisec.blackbox.mga:build", "surrogate attack (AdvEdge/PGD/MI-FGSM) + microbial GA on target queries"),
 }
 
 
@@ -77,8 +82,18 @@ def get(name: str, model: nn.Module, interpreter: str | Interpreter | Any, *, fr
         raise XaisecError(f"unknown attack {name!r}; known: {', '.join(describe())}")
     if isinstance(interpreter, str):
         interpreter = get_interpreter(interpreter, model, **(interpreter_options or {}))
+    elif isinstance(interpreter, (list, tuple)):  # several interpreters at once: summed weighted map losses
+        from xaisec.interpreters.ensemble import MultiInterpreter
+
+        interpreter = MultiInterpreter(model, interpreter, **(interpreter_options or {}))
+        options.setdefault("profile", interpreter.profile())
     framework = framework or "pgd"
     preset, _ = ATTACKS[name]
+    if options.get("adaptive") is not None:  # defense-aware ADV^2 (xaisec.attacks.adaptive)
+        from xaisec.attacks.adaptive import adaptive_attack
+
+        return adaptive_attack(name, model, interpreter, framework=framework, **preset, **options)
+    options.pop("adaptive", None)
     if interpreter.name == "mask" and preset["map_term"]:
         from xaisec.attacks.mask_bilevel import MaskBilevelAttack
 

@@ -25,9 +25,17 @@ from xaisec.attacks.frameworks import CW, FRAMEWORKS, PGD, Framework, StAdv
 from xaisec.attacks.objectives import map_loss, prediction_loss
 from xaisec.attacks.profiles import Profile, profile_for
 from xaisec.attacks.result import AttackResult
-from xaisec.attacks.targets import TARGET_MAPS, other_class_partner, random_patch_maps, resolve_target_class
+from xaisec.attacks.targets import (
+    TARGET_MAPS,
+    keep_not_already_target,
+    other_class_partner,
+    random_patch_maps,
+    resolve_target_class,
+)
 from xaisec.interpreters.base import Interpreter
-from xaisec.utils.checks import XaisecError, check_images, check_targets
+from xaisec.interpreters.surrogate import exact_relu_backward
+from xaisec.models.wrapper import ensure_classifier
+from xaisec.utils.checks import XaisecError, check_budget, check_finite, check_images, check_seed, check_targets
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,9 @@ class JointAttack:
         eps, alpha, random_start: PGD budget and step (8/255, 1/255).
         cw_lr, cw_l2_weight: C&W Adam step and weight of ||x_adv - x||^2.
         stadv_lr, stadv_tau: StAdv Adam step and flow-smoothness weight.
+        cw_max_l2: C&W's hard L2 budget per image ([0, 1] pixel units; None: only penalised). stadv_max_flow:
+            StAdv's hard flow budget in pixels per axis (None: only penalised). ``eps`` applies to pgd only and is
+            recorded as None on the other frameworks.
         profile: schedule (warm start and joint stages); default: the paper's for this interpreter.
         steps_scale: multiply every stage's steps (e.g. 0.25 for 32x32 images on a CPU).
         warm_steps, stages, lam: override the profile: warm-start steps; a list of (steps, lam_start,
@@ -71,11 +82,17 @@ class JointAttack:
         target_class: ``"random"`` (another class, default), an int or (N,) tensor, or ``"untargeted"``.
         target_map: ``"benign"`` (default), ``"patch"`` (random rectangle or circle), ``"class"`` (the map
             of another image of the batch with a different label), or an (N, H, W) tensor in [0, 1].
-        keep_best: return, per image, the successful iterate with the lowest map loss (of the real
-            interpreter's map, also when the gradient is taken through the soft-ReLU surrogate).
-        log_every: record the mean losses and success rate every this many steps in ``result.history``.
+        keep_best: return, per image, the successful iterate with the lowest map loss of the real interpreter's
+            map among the scored iterates. Scored: every joint step when the attack's own map is the real one
+            (it is already computed); through the soft-ReLU surrogate (grad family) the real map costs one more
+            forward + backward, so only the logged steps (every ``log_every``, as the ADV^2 reference) and the
+            last iterate are scored. Success and confidence always come from exact logits.
+        log_every: record the mean losses and success rate every this many steps in ``result.history`` (and
+            score keep-best candidates then, see keep_best).
         seed: seeds target classes, patches, random starts.
         progress: show a progress bar.
+        extra_loss: optional ``extra_loss(x_adv, logits) -> (N,)`` added to the loss at every step (hook for
+            adaptive attacks, e.g. :mod:`xaisec.attacks.adaptive`; x_adv keeps its graph to the parameter).
     """
 
     needs_differentiable_maps = True
@@ -98,6 +115,8 @@ class JointAttack:
         cw_l2_weight: float = 1.0,
         stadv_lr: float = 0.01,
         stadv_tau: float = 0.0005,
+        cw_max_l2: float | None = None,
+        stadv_max_flow: float | None = None,
         profile: Profile | None = None,
         steps_scale: float = 1.0,
         warm_steps: int | None = None,
@@ -115,6 +134,7 @@ class JointAttack:
         log_every: int = 10,
         seed: int = 0,
         progress: bool = False,
+        extra_loss: Any = None,
     ) -> None:
         if not isinstance(interpreter, Interpreter):
             raise XaisecError(f"interpreter must be an xaisec Interpreter, got {type(interpreter).__name__}")
@@ -122,8 +142,11 @@ class JointAttack:
             raise XaisecError(f"unknown framework {framework!r}; choose from {', '.join(FRAMEWORKS)}")
         if isinstance(target_map, str) and target_map not in TARGET_MAPS:
             raise XaisecError(f"unknown target map {target_map!r}; choose from {TARGET_MAPS} or pass a tensor")
-        if eps < 0:
-            raise XaisecError(f"eps must be >= 0, got {eps}")
+        eps = check_budget(eps, "eps")
+        alpha = check_finite(alpha, "alpha", low=0.0, low_open=True)
+        steps_scale = check_finite(steps_scale, "steps_scale", low=0.0, low_open=True)
+        seed = check_seed(seed)
+        ensure_classifier(model, f"attack {name!r}")
         if edge_budget is None:
             edge_budget = framework == "pgd"
         if edge_budget and framework != "pgd":
@@ -164,12 +187,15 @@ class JointAttack:
         self.edge_budget = bool(edge_budget)
         self.eps, self.alpha, self.random_start = eps, alpha, random_start
         self.cw_lr, self.cw_l2_weight, self.stadv_lr, self.stadv_tau = cw_lr, cw_l2_weight, stadv_lr, stadv_tau
+        self.cw_max_l2, self.stadv_max_flow = cw_max_l2, stadv_max_flow
+        self._framework(torch.Generator())  # validate the framework's options now, not after the first batch
         self.pred_loss = pred_loss
         self.pred_weight = pred_weight if pred_weight is not None else (2.0 if framework == "cw" else 1.0)
         self.label_confidence = label_confidence if label_confidence is not None else prof.label_confidence
         self.kappa = kappa
         self.target_class, self.target_map = target_class, target_map
         self.keep_best, self.seed, self.progress = keep_best, seed, progress
+        self.extra_loss = extra_loss
         self.log_every = max(1, log_every)
         self.surrogate = interpreter.name in SURROGATE_INTERPRETERS
 
@@ -178,8 +204,10 @@ class JointAttack:
         return {
             "attack": self.name, "framework": self.framework_name, "interpreter": self.interpreter.name,
             "map_term": self.map_term, "edge": self.edge, "edge_threshold": self.edge_threshold,
-            "edge_budget": self.edge_budget, "eps": self.eps,
-            "alpha": self.alpha, "warm_steps": self.profile.warm_steps,
+            "edge_budget": self.edge_budget, "eps": self.eps if self.framework_name == "pgd" else None,
+            "cw_max_l2": self.cw_max_l2 if self.framework_name == "cw" else None,
+            "stadv_max_flow": self.stadv_max_flow if self.framework_name == "stadv" else None,
+            "alpha": self.alpha if self.framework_name == "pgd" else None, "warm_steps": self.profile.warm_steps,
             "stages": [list(s) for s in self.profile.stages], "final_step": self.profile.final_step,
             "pred_loss": self.pred_loss, "pred_weight": self.pred_weight, "label_confidence": self.label_confidence,
             "target_class": self.target_class if isinstance(self.target_class, (str, int, type(None))) else "tensor",
@@ -192,8 +220,8 @@ class JointAttack:
         if self.framework_name == "pgd":
             return PGD(eps=self.eps, alpha=self.alpha, random_start=self.random_start, generator=generator)
         if self.framework_name == "cw":
-            return CW(lr=self.cw_lr, l2_weight=self.cw_l2_weight)
-        return StAdv(lr=self.stadv_lr, tau=self.stadv_tau, generator=generator)
+            return CW(lr=self.cw_lr, l2_weight=self.cw_l2_weight, max_l2=self.cw_max_l2)
+        return StAdv(lr=self.stadv_lr, tau=self.stadv_tau, max_flow=self.stadv_max_flow, generator=generator)
 
     @contextlib.contextmanager
     def _map_context(self) -> Iterator[None]:
@@ -205,19 +233,23 @@ class JointAttack:
         else:
             yield
 
-    def _maps_and_logits(self, xa: torch.Tensor, cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Differentiable maps (N, H, W) for classes ``cls`` and real-model logits (N, K) of x_adv."""
+    def _maps_and_logits(self, xa: torch.Tensor, cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """Differentiable maps (N, H, W) for classes ``cls``, logits (N, K) of x_adv with the real model's values,
+        and whether those logits come from the surrogate's forward pass (bit-exact values; their gradient is the
+        real model's only inside :func:`~xaisec.interpreters.surrogate.exact_relu_backward`)."""
         with self._map_context():
             maps, logits = self.interpreter.explain(xa, cls, create_graph=True)
-        if logits is None or self.surrogate:
-            logits = self.model(xa)
-        return maps, logits
+        if logits is None:
+            return maps, self.model(xa), False
+        return maps, logits, self.surrogate
 
     def _target_maps(self, x: torch.Tensor, y_pred: torch.Tensor, maps_benign: torch.Tensor,
-                     generator: torch.Generator) -> torch.Tensor:
+                     generator: torch.Generator, keep: torch.Tensor | None = None) -> torch.Tensor:
         n, _, h, w = x.shape
         if isinstance(self.target_map, torch.Tensor):
             t = self.target_map.to(x.device).float()
+            if keep is not None and t.dim() == 3 and t.shape[0] == keep.shape[0]:
+                t = t[keep.to(t.device)]  # the images already in their target class were dropped
             if t.shape != (n, h, w):
                 raise XaisecError(f"target_map must have shape {(n, h, w)}, got {tuple(t.shape)}")
             if not torch.isfinite(t).all() or t.min() < 0 or t.max() > 1:
@@ -262,26 +294,44 @@ class JointAttack:
                     if cls is None:  # untargeted: the map of whatever class x_adv currently gets
                         with torch.no_grad():
                             cls = self.model(xa).argmax(1)
-                    maps, logits = self._maps_and_logits(xa, cls)
+                    maps, logits, shared = self._maps_and_logits(xa, cls)
                     m_loss = map_loss(maps, maps_target)
                 else:
-                    logits = self.model(xa)
+                    logits, shared = self.model(xa), False
                     m_loss = None
                 p_loss = prediction_loss(logits, target, y, kind=loss_kind, confidence=self.label_confidence,
                                          kappa=self.kappa)
                 loss = self.pred_weight * p_loss + fw.penalty(xa)
+                map_part = None
                 if m_loss is not None:
-                    loss = loss + lam * m_loss
+                    map_terms = [lam * m_loss]
                     if self.profile.encoder_weight > 0 and hasattr(self.interpreter, "encoder_logits"):
                         enc = self.interpreter.encoder_logits(xa)
-                        loss = loss + self.profile.encoder_weight * F.cross_entropy(enc, cls, reduction="none")
-                (grad,) = torch.autograd.grad(loss.sum(), fw.param)
+                        map_terms.append(self.profile.encoder_weight * F.cross_entropy(enc, cls, reduction="none"))
+                    if shared:
+                        map_part = sum(map_terms[1:], map_terms[0])
+                    else:
+                        for term in map_terms:
+                            loss = loss + term
+                if self.extra_loss is not None:
+                    loss = loss + self.extra_loss(xa, logits)
+                if map_part is not None:
+                    # one surrogate forward serves both terms: the prediction part backpropagates the exact ReLU
+                    # derivative (= the real model's gradient), the map part the soft one
+                    with exact_relu_backward():
+                        (grad,) = torch.autograd.grad(loss.sum(), fw.param, retain_graph=True)
+                    grad = grad + torch.autograd.grad(map_part.sum(), fw.param)[0]
+                else:
+                    (grad,) = torch.autograd.grad(loss.sum(), fw.param)
                 if self.keep_best:
-                    score = m_loss
                     if m_loss is not None and self.surrogate:
-                        # judge iterates by the real interpreter's map (what is reported), not the surrogate's
-                        score = map_loss(self.interpreter(xa.detach(), cls), maps_target)
-                    self._track_best(xa, logits, target, y, score, best_x, best_score)
+                        if done % self.log_every == 0:
+                            # judge iterates by the real interpreter's map (what is reported), not the surrogate's
+                            # (one more forward + backward: only at logged steps)
+                            score = map_loss(self.interpreter(xa.detach(), cls), maps_target)
+                            self._track_best(xa, logits, target, y, score, best_x, best_score)
+                    else:
+                        self._track_best(xa, logits, target, y, m_loss, best_x, best_score)
                 if done % self.log_every == 0:
                     self._log(history, done, logits, target, y, p_loss, m_loss)
                 fw.update(grad)
@@ -318,8 +368,12 @@ class JointAttack:
                                                        device=device)
         num_classes = self.interpreter.num_classes or int(self._logits_dim(x))
         target = resolve_target_class(self.target_class, y, num_classes, generator)
+        keep = keep_not_already_target(target, y)
+        if keep is not None:
+            assert target is not None
+            x, y, pred_clean, target = x[keep], y[keep], pred_clean[keep], target[keep]
         maps_benign = self.interpreter(x, pred_clean)
-        maps_target = self._target_maps(x, pred_clean, maps_benign, generator)
+        maps_target = self._target_maps(x, pred_clean, maps_benign, generator, keep)
         weights = edge_weights(x, self.edge, self.edge_threshold, budget=self.edge_budget)
         return x, y, target, maps_target, weights, generator
 

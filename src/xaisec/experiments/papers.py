@@ -18,6 +18,12 @@ from xaisec.utils.checks import XaisecError
 PAPERS: dict[str, tuple[str, str]] = {
     "adv2": ("xaisec.experiments.reproduce:reproduce", "ADV^2 and AdvEdge / AdvEdge+ tables (models x interpreters "
                                                         "x attacks x frameworks) and interpreter transferability"),
+    "defenses": ("xaisec.experiments.defenses:reproduce", "feature squeezing, median/bit squeezing, ensemble detector"),
+    "robust-training": ("xaisec.experiments.robust_training:reproduce", "adversarial / int.-robust training, AID"),
+    "patch": ("xaisec.experiments.patch:reproduce", "Grad-CAM patch (Le et al. 2021): plain / attract / hide / faint"),
+    "juap": ("xaisec.experiments.juap:reproduce", "JUAP / JAP (Ning et al. 2024) vs UAP, GAP, PGD: Tables II, IV, V"),
+    "attaxai": ("xaisec.experiments.attaxai:reproduce", "AttaXAI black-box NES (Tamam et al. 2023) + Dombrowski"),
+    "mga": ("xaisec.experiments.mga:reproduce", "surrogate AdvEdge/PGD + microbial GA transfer (AdvEdge Table III)"),
 }
 
 

@@ -57,6 +57,7 @@ class _LayerCAM(Interpreter):
 
     differentiable: ClassVar[bool] = True
     needs_gradient: ClassVar[bool] = True
+    detach_weights: bool = False  # gradient CAMs: channel weights without a graph (see _GradientCAM)
 
     def __init__(
         self, model: nn.Module, *, layer: str | nn.Module | None = None, normalize: str = "minmax"
@@ -129,7 +130,8 @@ class _LayerCAM(Interpreter):
                     return a, None, target
                 score = logits.gather(1, target.view(-1, 1)).sum()
                 try:
-                    (g,) = torch.autograd.grad(score, a, create_graph=create_graph)
+                    (g,) = torch.autograd.grad(score, a, create_graph=create_graph and not self.detach_weights,
+                                               retain_graph=create_graph)
                 except RuntimeError as exc:
                     raise XaisecError(f"the class score does not depend on the CAM layer: {exc}") from exc
         finally:
@@ -184,7 +186,12 @@ class CAM(_LayerCAM):
 
 
 class _GradientCAM(_LayerCAM):
-    """A CAM weighted by the gradient of the class score, with an optional ReLU on the final map."""
+    """A CAM weighted by the gradient of the class score, with an optional ReLU on the final map.
+
+    ``detach_weights=True``: with ``create_graph=True`` the map is differentiated through the activations only,
+    the gradient weights taken as constants; exact for piecewise-linear heads (ReLU, max-pool, GAP, linear),
+    whose weights are piecewise constant in x, and one double backward cheaper.
+    """
 
     def __init__(
         self,
@@ -193,9 +200,11 @@ class _GradientCAM(_LayerCAM):
         layer: str | nn.Module | None = None,
         relu: bool = True,
         normalize: str = "minmax",
+        detach_weights: bool = False,
     ) -> None:
         super().__init__(model, layer=layer, normalize=normalize)
         self.relu = relu
+        self.detach_weights = detach_weights
 
 
 class GradCAM(_GradientCAM):

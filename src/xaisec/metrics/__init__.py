@@ -33,6 +33,7 @@ from xaisec.metrics.maps import (
     minmax_normalize,
     spearman,
 )
+from xaisec.metrics.patch import area_share, off_patch_fidelity, patch_mass_ratio
 from xaisec.utils.checks import XaisecError
 
 
@@ -136,6 +137,14 @@ METRICS: dict[str, MetricSpec] = {
     "queries_per_image": MetricSpec(
         CostMeter, "model queries per image (CostMeter.result().queries_per_image)", False,
         "input rows through model.forward / images"),
+    "patch_mass_ratio": MetricSpec(
+        patch_mass_ratio, "share of the ReLU'd class-map mass inside the patch (Grad-CAM patch attacks)", True,
+        "raw CAM map, no min-max; cells weighted by patch coverage (or upsampled bilinearly); in [0, 1]"),
+    "patch_area_share": MetricSpec(
+        area_share, "patch area / image area (the mass ratio of an evenly spread map)", False, "in [0, 1]"),
+    "off_patch_fidelity": MetricSpec(
+        off_patch_fidelity, "Pearson r of adversarial and benign maps over the cells off the patch", True,
+        "raw CAM maps, ReLU'd; cells the patch does not touch; 0 for a constant map; in [-1, 1]"),
 }
 
 __all__ = [

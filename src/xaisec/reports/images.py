@@ -53,3 +53,18 @@ def to_data_uri(img: torch.Tensor, scale: int = 1) -> str:
 def display_scale(size: int, target: int = 128) -> int:
     """How much to enlarge a ``size``-pixel image so it shows at about ``target`` pixels."""
     return max(1, round(target / size))
+
+
+def outline_mask(img: torch.Tensor, mask: torch.Tensor, color: tuple[float, float, float] = (1.0, 1.0, 0.0)
+                 ) -> torch.Tensor:
+    """Draw the 1-px ring just outside a binary (H, W) mask (e.g. an adversarial patch) on a (C, H, W) image in
+    [0, 1]; returns (3, H, W). The pixels of the mask itself are left as they are."""
+    import torch.nn.functional as F
+
+    base = img.detach().float().cpu()
+    base = base.expand(3, -1, -1).clone() if base.shape[0] == 1 else base.clone()
+    m = (mask.detach().float().cpu() > 0.5).float().view(1, 1, *mask.shape[-2:])
+    ring = (F.max_pool2d(m, 3, stride=1, padding=1) - m).view(mask.shape[-2:]).bool()
+    for c, v in enumerate(color):
+        base[c][ring] = v
+    return base
