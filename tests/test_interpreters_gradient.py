@@ -272,3 +272,17 @@ def test_explain_returns_the_forward_logits(name: str, tiny_model: Classifier, t
     (d,) = torch.autograd.grad(logits[:, 0].sum(), xx)  # the real model's gradient flows through them
     torch.testing.assert_close(d, input_gradients(tiny_model, x, torch.zeros_like(t)))
     assert get("integrated_gradients", tiny_model, steps=2).explain(x, t)[1] is None
+
+
+def test_a_bare_module_warns_once_that_it_skips_normalisation(caplog):
+    import logging
+
+    from xaisec.interpreters import get as get_interpreter
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    net(torch.rand(1, 3, 8, 8))
+    with caplog.at_level(logging.WARNING):
+        get_interpreter("grad", net)
+        get_interpreter("grad_x_input", net)
+    warnings = [r for r in caplog.records if "not an xaisec Classifier" in r.getMessage()]
+    assert len(warnings) == 1 and "wrap" in warnings[0].getMessage()

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xaisec.models.wrapper import ensure_classifier
 from xaisec.utils.checks import XaisecError, check_images, check_targets
 
 NORMALISATIONS = ("minmax", "sum", "none")
@@ -59,6 +60,7 @@ class Interpreter(abc.ABC):
     def __init__(self, model: nn.Module, *, normalize: str = "minmax") -> None:
         if not isinstance(model, nn.Module):
             raise XaisecError(f"model must be an nn.Module, got {type(model).__name__}")
+        ensure_classifier(model, f"interpreter {getattr(self, 'name', type(self).__name__)!r}")
         if normalize not in NORMALISATIONS:
             raise XaisecError(f"unknown map normalisation {normalize!r}; choose from {NORMALISATIONS}")
         self.model = model
