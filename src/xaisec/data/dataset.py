@@ -43,7 +43,8 @@ class ImageDataset:
             if not self.classes:
                 raise XaisecError(f"{self.name}: the data set has labels but no class names")
             raise XaisecError(f"{self.name}: labels must be class indices 0..{len(self.classes) - 1} "
-                              f"({len(self.classes)} classes), got {int(self.labels.min())}..{int(self.labels.max())}")
+                              f"({len(self.classes)} classes); labels outside that range: "
+                              f"{int(self.labels.min())}..{int(self.labels.max())}")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

@@ -105,9 +105,8 @@ def train(cfg: TrainConfig, progress: bool = True, batch_loss: BatchLoss | None 
         data_src = cfg.data or s.dataset
         kw = {"image_size": cfg.image_size, "resize_mode": cfg.resize_mode, "progress": progress,
               "mode": "L" if s.input_size[0] == 1 else "RGB"}
-        # folder class names mapped onto the model's (a subset of classes keeps the model's label indices)
-        train_set = align_labels(load_data(data_src, "train", **kw), s.classes)
-        test_set = align_labels(load_data(data_src, "test", **kw), s.classes)
+        train_set = load_data(data_src, "train", **kw)
+        test_set = load_data(data_src, "test", **kw)
     if cfg.limit is not None:
         train_set = train_set.sample(cfg.limit, seed=cfg.seed)
     if s is not None and train_set.images.shape[1:] != torch.Size(s.input_size):
@@ -115,6 +114,8 @@ def train(cfg: TrainConfig, progress: bool = True, batch_loss: BatchLoss | None 
             f"{data_src}: images {tuple(train_set.images.shape[1:])} but {cfg.model} takes {s.input_size}; "
             f"pass --image-size {s.input_size[-1]}"
         )
+    if s is not None:  # folder class names mapped onto the model's (a subset keeps the model's label indices)
+        train_set, test_set = align_labels(train_set, s.classes), align_labels(test_set, s.classes)
 
     torch.manual_seed(cfg.seed)
     model, arch_info = (build(cfg.model), None) if s is not None else _build_for_data(cfg, train_set)
