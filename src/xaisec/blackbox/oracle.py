@@ -15,7 +15,7 @@ from torch import nn
 
 from xaisec.interpreters import Interpreter
 from xaisec.interpreters import get as get_interpreter
-from xaisec.utils.checks import XaisecError, check_targets
+from xaisec.utils.checks import XaisecError, check_targets, module_device
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +97,7 @@ class Oracle:
 
     @property
     def device(self) -> torch.device:
-        for p in self.model.parameters():
-            return p.device
-        return torch.device("cpu")
+        return module_device(self.model)
 
     @property
     def remaining(self) -> int | None:

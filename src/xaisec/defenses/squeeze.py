@@ -22,7 +22,7 @@ from torch import nn
 
 from xaisec.defenses.defended import fingerprint
 from xaisec.defenses.transforms import Squeezer, parse
-from xaisec.utils.checks import XaisecError, check_images
+from xaisec.utils.checks import XaisecError, check_images, module_device
 from xaisec.utils.io import atomic_write_json
 
 FS_CIFAR = ("median:2", "bits:5", "nlm:13-3-2")  # Feature Squeezing's CIFAR-10 configuration
@@ -75,9 +75,7 @@ class SqueezeDetector:
 
     @property
     def device(self) -> torch.device:
-        for p in self.model.parameters():
-            return p.device
-        return torch.device("cpu")
+        return module_device(self.model)
 
     # -- scores -------------------------------------------------------------------------------------------
     def score_parts(self, x: torch.Tensor, *, grad: bool = False) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xaisec.models.wrapper import ensure_classifier
-from xaisec.utils.checks import XaisecError, check_images, check_targets
+from xaisec.utils.checks import XaisecError, check_images, check_targets, module_device
 
 NORMALISATIONS = ("minmax", "sum", "none")
 
@@ -68,9 +68,7 @@ class Interpreter(abc.ABC):
 
     @property
     def device(self) -> torch.device:
-        for p in self.model.parameters():
-            return p.device
-        return torch.device("cpu")
+        return module_device(self.model)
 
     @property
     def num_classes(self) -> int | None:

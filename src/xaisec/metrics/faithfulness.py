@@ -23,16 +23,12 @@ from torch import nn
 
 from xaisec.metrics._validate import as_maps
 from xaisec.metrics.images import gaussian_filter
-from xaisec.utils.checks import XaisecError, check_images, check_targets
+from xaisec.utils.checks import XaisecError, check_images, check_targets, module_device
 
 BASELINES = ("zeros", "blur")
 BLUR_SIZE, BLUR_SIGMA = 11, 5.0
 
 
-def _device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 def make_baseline(x: torch.Tensor, baseline: str | torch.Tensor) -> torch.Tensor:
@@ -87,7 +83,7 @@ def faithfulness_curve(
         raise XaisecError(f"steps must be a positive integer, got {steps!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise XaisecError(f"batch_size must be a positive integer, got {batch_size!r}")
-    device = _device(model)
+    device = module_device(model)
     x = check_images(x).to(device)
     maps = as_maps(maps, "maps").to(device)
     n, _, h, w = x.shape

@@ -24,7 +24,7 @@ from xaisec.universal.budget import SCALINGS, check_budget, project, scale_to_bu
 from xaisec.universal.generators import GENERATORS, build_generator
 from xaisec.universal.objective import DELTA, LOSSES, JointObjective, resolve_interpreter
 from xaisec.universal.result import UniversalPerturbation
-from xaisec.utils.checks import XaisecError, check_images, check_seed
+from xaisec.utils.checks import XaisecError, check_images, check_seed, module_device
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,6 @@ def as_images(images: Any, labels: torch.Tensor | None = None) -> tuple[torch.Te
     return images.detach().float().cpu(), labels
 
 
-def _device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 class _Frozen:
@@ -132,7 +128,7 @@ def train(method: str, model: nn.Module, interpreter: str | Interpreter | None, 
     else:
         lam = DEFAULT_LAM if lam is None else lam
         interp = resolve_interpreter(model, interpreter, interpreter_options) if lam > 0 else None
-    device = _device(model)
+    device = module_device(model)
     c, h, w = x_all.shape[1:]
     gen = build_generator(generator, c, (h, w), ngf=ngf, blocks=blocks, seed=seed).to(device)
     g = torch.Generator().manual_seed(seed)

@@ -137,6 +137,13 @@ def check_seed(seed: Any, name: str = "seed") -> int:
     return seed
 
 
+def module_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (the CPU for a module without parameters)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``None`` or ``"auto"`` -> CUDA when available, else CPU. Unknown or unavailable devices are errors."""
     if device is None or device == "auto":
