@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -129,3 +130,110 @@ def test_ray_gives_the_same_numbers_as_local_and_retries_a_killed_worker(tmp_pat
 def test_a_driver_killed_with_sigkill_resumes_on_ray(tmp_path):
     pytest.importorskip("ray", reason="the ray backend needs Ray (pip install ray)")
     _kill_driver_then_resume(tmp_path, "ray")
+
+
+# ---- resuming a folder from another run: settings stamps, other versions, corrupt records (issue 25) -----------
+def _warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_records_carry_the_version_and_a_settings_hash(tmp_path):
+    import xaisec
+    from xaisec.experiments.engine import STAMP, settings_hash
+
+    tasks = _tasks(2)
+    run_tasks(tasks, tmp_path, progress=False)
+    recs = _records(tmp_path, tasks)
+    assert recs["t0"][STAMP] == {"xaisec": xaisec.__version__, "settings": settings_hash(tasks[0])}
+    assert recs["t0"][STAMP]["settings"] != recs["t1"][STAMP]["settings"]  # seeds differ
+    same = Task("other_key", PROBE, (("seconds", 0.0), ("seed", 0)))
+    assert settings_hash(same) == settings_hash(tasks[0])  # kwargs only, not the key
+    assert settings_hash(Task("x", PROBE, (("seed", 0), ("seconds", 0.0)))) == settings_hash(tasks[0])  # order
+
+
+def test_the_settings_hash_is_stable_across_processes():
+    from xaisec.experiments.grid import Cell
+
+    code = ("from xaisec.experiments.engine import Task, settings_hash\n"
+            "from xaisec.experiments.grid import Cell\n"
+            "print(settings_hash(Task('k', 'm:f', (('cell', Cell('m', 'cam', 'adv2', options=(('o', {'b': 1, 'a': "
+            "{2, 1}}),))), ('data', 'cifar10')))))\n")
+    from xaisec.experiments.engine import settings_hash
+
+    here = settings_hash(Task("k", "m:f", (("cell", Cell("m", "cam", "adv2", options=(("o", {"a": {1, 2}, "b": 1}),))),
+                                           ("data", "cifar10"))))
+    # str hashing is randomised per process (set order too); the settings hash must not be
+    env = {**os.environ, "PYTHONHASHSEED": "123"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == here
+    other = settings_hash(Task("k", "m:f", (("cell", Cell("m", "cam", "adv2", n=50)), ("data", "cifar10"))))
+    assert other != here
+
+
+def test_a_task_whose_settings_changed_is_rerun_and_named(tmp_path, caplog):
+    tasks = _tasks(3)
+    run_tasks(tasks, tmp_path, progress=False)
+    before = _records(tmp_path, tasks)
+    changed = [tasks[0], Task("t1", PROBE, (("seconds", 0.0), ("seed", 11))), tasks[2]]
+    with caplog.at_level(logging.INFO, logger="xaisec.experiments.engine"):
+        assert run_tasks(changed, tmp_path, progress=False) == ["t1"]
+    warnings = _warnings(caplog)
+    assert len(warnings) == 1 and "1 records" in warnings[0] and "other settings" in warnings[0]
+    assert warnings[0].endswith(": t1")
+    after = _records(tmp_path, changed)
+    assert after["t1"]["seed"] == 11 and after["t1"]["value"] != before["t1"]["value"]
+    assert after["t0"] == before["t0"] and after["t2"] == before["t2"]
+    caplog.clear()
+    assert run_tasks(changed, tmp_path, progress=False) == []  # now everything matches
+    assert _warnings(caplog) == []
+
+
+def test_records_of_another_version_with_the_same_settings_are_kept_with_one_warning(tmp_path, caplog):
+    from xaisec.experiments.engine import STAMP
+
+    tasks = _tasks(3)
+    run_tasks(tasks, tmp_path, progress=False)
+    for t in tasks[:2]:  # as if written by an older xaisec
+        rec = json.loads(record_path(tmp_path, t).read_text())
+        rec[STAMP]["xaisec"] = "0.0.1"
+        rec["value"] = 123.0  # a marker: a re-run would overwrite it
+        record_path(tmp_path, t).write_text(json.dumps(rec))
+    with caplog.at_level(logging.INFO, logger="xaisec.experiments.engine"):
+        assert run_tasks(tasks, tmp_path, progress=False) == []
+    warnings = _warnings(caplog)
+    assert len(warnings) == 1
+    assert "2 records" in warnings[0] and "2 from xaisec 0.0.1" in warnings[0] and "kept" in warnings[0]
+    assert all(r["value"] == 123.0 for r in _records(tmp_path, tasks[:2]).values())
+
+
+def test_records_without_a_stamp_are_kept(tmp_path, caplog):
+    tasks = _tasks(2)
+    for t in tasks:
+        record_path(tmp_path, t).write_text(json.dumps({"seed": 99, "value": 1.0}))
+    with caplog.at_level(logging.INFO, logger="xaisec.experiments.engine"):
+        assert run_tasks(tasks, tmp_path, progress=False) == []
+    assert _warnings(caplog) == []  # no version to compare: a note at INFO level
+    assert any("2 records" in r.getMessage() and "no settings stamp" in r.getMessage() for r in caplog.records)
+    record_path(tmp_path, tasks[0]).write_text(json.dumps({"versions": {"xaisec": "0.0.1"}, "value": 1.0}))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="xaisec.experiments.engine"):
+        assert run_tasks(tasks, tmp_path, progress=False) == []
+    warnings = _warnings(caplog)
+    assert len(warnings) == 1 and "1 from xaisec 0.0.1" in warnings[0]
+
+
+def test_a_corrupt_record_is_named_and_rerun(tmp_path, caplog):
+    tasks = _tasks(3)
+    run_tasks(tasks, tmp_path, progress=False)
+    reference = _records(tmp_path, tasks)
+    record_path(tmp_path, tasks[0]).write_text('{"seed": 0, "val')  # cut off mid-write by another tool
+    record_path(tmp_path, tasks[2]).write_bytes(b"\xff\xfe\x00garbage")
+    with caplog.at_level(logging.WARNING, logger="xaisec.experiments.engine"):
+        assert run_tasks(tasks, tmp_path, progress=False) == ["t0", "t2"]
+    warnings = _warnings(caplog)
+    assert len(warnings) == 2
+    assert str(record_path(tmp_path, tasks[0])) in warnings[0] and "not a readable record" in warnings[0]
+    assert str(record_path(tmp_path, tasks[2])) in warnings[1]
+    assert _records(tmp_path, tasks) == reference
+    record_path(tmp_path, tasks[1]).write_text("[1, 2]")  # valid JSON, but not a record
+    assert run_tasks(tasks, tmp_path, progress=False) == ["t1"]

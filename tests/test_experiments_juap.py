@@ -7,21 +7,19 @@ from dataclasses import asdict
 
 import xaisec.experiments.juap as J
 from xaisec.experiments.papers import PAPERS
-from xaisec.utils.io import atomic_write_json
 
 
 def _fake_run(calls: list[str]):
-    def run_cell(cell, out, setting, data_seed, threads=None):
+    def compute_cell(cell, setting, data_seed):
         calls.append(cell.key)
         fr = {"uap": 0.6, "gap": 0.65, "juap": 0.7, "jap": 1.0, "pgd": 1.0}[cell.method]
         iou = 0.3 if cell.method in ("uap", "gap", "pgd") else 0.6 if cell.lam else 0.35
         rec = {"cell": asdict(cell), "key": cell.key, "norm_value": cell.eps * 0.999,
                "eval": {it: {"n": 10, "fooling_ratio": fr + 0.01 * cell.seed, "l1": 1 - iou, "iou": iou,
                              "iou_threshold": iou} for it in cell.evaluate_with}}
-        atomic_write_json(J.cell_path(out, cell), rec)
         return rec
 
-    return run_cell
+    return compute_cell
 
 
 def test_cells_cover_the_grid() -> None:
@@ -40,8 +38,7 @@ def test_cells_cover_the_grid() -> None:
 
 def test_reproduce_resumes_and_writes_tables(tmp_path, monkeypatch) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(J, "run_cell", _fake_run(calls))
-    monkeypatch.setattr(J, "_data", lambda out, setting, seed: {})
+    monkeypatch.setattr(J, "compute_cell", _fake_run(calls))  # the engine task J.cell_task names
     t = J.reproduce(tmp_path, quick=True, progress=False)
     n = len(J.build_cells(J.QUICK))
     assert len(calls) == n

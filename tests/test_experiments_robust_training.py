@@ -30,16 +30,20 @@ def test_pgd_accuracy_and_tau_on_a_tiny_model(tiny_model, tiny_batch):
     assert row["topk_mass_drop"] > 0
 
 
-def test_cells_are_written_once_and_resumed(tmp_path):
-    calls = {"n": 0}
+def test_cells_are_written_once_and_resumed(tmp_path, monkeypatch):
+    from xaisec.experiments.papers import run_cells
 
-    def fn():
-        calls["n"] += 1
+    calls = []
+
+    def fake(kind, model_name, seed, n_all, **params):
+        calls.append((kind, params["n_clean"]))
         return {"value": 0.5}
 
-    a = rt._cell(tmp_path, "c", fn)
-    b = rt._cell(tmp_path, "c", fn)
-    assert calls["n"] == 1 and a["value"] == b["value"] == 0.5
+    monkeypatch.setattr(rt, "compute_cell", fake)  # the engine task rt.cell_task names
+    task = rt.cell_task("c", "clean", "cifar10_resnet20", seed=0, n_all=8, n_clean=8)
+    a = run_cells([task], tmp_path, progress=False)
+    b = run_cells([task], tmp_path, progress=False)
+    assert calls == [("clean", 8)] and a == b and a["c"]["value"] == 0.5
     assert json.loads((tmp_path / "cells" / "c.json").read_text())["value"] == 0.5
 
 

@@ -5,7 +5,10 @@ the image, ``x_adv = (1 - P) * x + P * N`` with P = ``ratio`` inside the patch a
 patch content in [0, 1]. Pixels outside the patch are copied, so they stay bit-exact, and inside the patch
 ``|x_adv - x| <= ratio``. N is optimised by signed gradient steps (clamped to [0, 1] after every step) on
 
-    loss = ce_weight * [pred != y_t] * CE(f(x_adv), y_t) +/- map_weight * region(G(x_adv, y_t))
+    loss = ce_weight * [pred != y_t] * L(f(x_adv), y_t) +/- map_weight * region(G(x_adv, y_t))
+
+with L the cross-entropy toward the target (``loss="ce"``, the papers') or the margin
+``max(max_{j != y_t} z_j - z_{y_t}, -kappa)`` on the logits (``loss="margin"``, Carlini-Wagner's f6),
 
 with G the ReLU'd target-class CAM map at the interpreter's layer, L1-normalised per image (eps 1e-10),
 and region(G) = sum_cells c * G / sum_cells c, c the share of each map cell the patch covers (the baseline's
@@ -41,6 +44,7 @@ CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right", "center", "pa
 CAM_INTERPRETERS = ("cam", "gradcam", "gradcam_pp")
 REGIONS = ("patch", "paper_literal")
 INITS = ("mean", "random", "gray")
+LOSSES = ("ce", "margin")
 
 # The papers' settings. Sizes are fractions of the image side (64 and 32 px of 224); step sizes are in [0, 1]
 # pixel units: Le et al.'s "lr 0.05" and Subramanya's sign step 0.005 are in ImageNet-normalised units,
@@ -232,8 +236,12 @@ class PatchAttack:
         ratio: blend inside the patch, in (0, 1] (1: the patch replaces the pixels).
         position: corner name (flush), ``"center"``, ``"paper"`` or (row, col) (ints: pixels, floats: fractions).
         map_mode: ``"hide"``, ``"attract"`` or ``"none"``.
-        map_weight, ce_weight: weights of the map term and of the CE term (paper: 1 and 0.05).
-        ce_gate: CE only while the prediction is not the target (default: on for hide / attract, off for none).
+        map_weight, ce_weight: weights of the map term and of the class term (paper: 1 and 0.05).
+        ce_gate: the class term only while the prediction is not the target (default: on for hide / attract,
+            off for none).
+        loss: the class term, ``"ce"`` (cross-entropy toward the target, the papers') or ``"margin"`` (best other
+            logit minus the target logit, floored at ``-kappa``).
+        kappa: the margin loss's floor (confidence), >= 0.
         steps, step_size: gradient steps on the patch content, in [0, 1] pixel units.
         final_step: the step decays linearly from ``step_size`` to ``final_step * step_size`` (1: constant).
         optimizer: ``"sign"`` (signed steps, the baseline; ``sign=False``: raw gradient steps) or ``"adam"``
@@ -254,7 +262,7 @@ class PatchAttack:
         step_size: float = 0.01, final_step: float = 1.0, optimizer: str = "sign", sign: bool = True,
         init: str | torch.Tensor = "mean", region: str = "patch",
         target_class: str | int | torch.Tensor = "random", keep_best: bool = True, log_every: int = 10,
-        seed: int = 0, progress: bool = False, preset: str | None = None,
+        seed: int = 0, progress: bool = False, preset: str | None = None, loss: str = "ce", kappa: float = 5.0,
     ) -> None:
         if map_mode not in MAP_MODES:
             raise XaisecError(f"unknown map_mode {map_mode!r}; choose from {', '.join(MAP_MODES)}")
@@ -271,6 +279,10 @@ class PatchAttack:
             raise XaisecError(f"final_step must be in (0, 1], got {final_step}")
         if optimizer not in ("sign", "adam"):
             raise XaisecError(f"unknown optimizer {optimizer!r}; choose from sign, adam")
+        if loss not in LOSSES:
+            raise XaisecError(f"unknown patch loss {loss!r}; choose from {', '.join(LOSSES)}")
+        if not kappa >= 0:
+            raise XaisecError(f"kappa (the margin loss's floor) must be >= 0, got {kappa}")
         if map_mode != "none" and interpreter.name not in CAM_INTERPRETERS:
             resolve_interpreter(model, interpreter, map_mode)  # raises the explanatory error
         if isinstance(target_class, str) and target_class != "random":
@@ -282,6 +294,7 @@ class PatchAttack:
         self.ce_gate = (map_mode != "none") if ce_gate is None else bool(ce_gate)
         self.steps, self.step_size, self.sign, self.init, self.region = int(steps), float(step_size), sign, init, region
         self.final_step, self.optimizer = float(final_step), optimizer
+        self.loss, self.kappa = loss, float(kappa)
         self.target_class, self.keep_best, self.log_every = target_class, keep_best, max(1, log_every)
         self.seed, self.progress, self.preset = seed, progress, preset
 
@@ -292,7 +305,7 @@ class PatchAttack:
             "position": self.position if isinstance(self.position, str) else list(self.position),
             "map_mode": self.map_mode, "map_weight": self.map_weight, "ce_weight": self.ce_weight,
             "ce_gate": self.ce_gate, "steps": self.steps, "step_size": self.step_size, "final_step": self.final_step,
-            "optimizer": self.optimizer, "sign": self.sign,
+            "optimizer": self.optimizer, "sign": self.sign, "loss": self.loss, "kappa": self.kappa,
             "init": self.init if isinstance(self.init, str) else "tensor", "region": self.region,
             "target_class": self.target_class if isinstance(self.target_class, (str, int)) else "tensor",
             "keep_best": self.keep_best, "seed": self.seed, "patch_box": None if box is None else list(box),
@@ -345,7 +358,7 @@ class PatchAttack:
                     m_loss = self.map_score(raw, coverage)
                 if logits is None:
                     logits = self.model(xa)
-                ce = F.cross_entropy(logits.float(), target, reduction="none")
+                ce = class_loss(logits.float(), target, self.loss, self.kappa)
                 pred = logits.detach().argmax(1)
                 ok = pred == target
                 gate = (~ok).float() if self.ce_gate else torch.ones_like(ce)
@@ -389,6 +402,16 @@ class PatchAttack:
         seconds = time.perf_counter() - t0
         return finish_patch_result(self.model, self.interpreter, x, x_adv, y, target, mask, seconds, self.steps,
                                    self.config((top, left, ph, pw)), history)
+
+
+def class_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "ce", kappa: float = 5.0) -> torch.Tensor:
+    """Per-image loss (N,) that pulls logits (N, K) toward ``target`` (N,): cross-entropy (``"ce"``) or the margin
+    ``max(max_{j != t} z_j - z_t, -kappa)`` (``"margin"``; negative once the target wins)."""
+    if kind == "ce":
+        return F.cross_entropy(logits, target, reduction="none")
+    z_t = logits.gather(1, target.view(-1, 1)).squeeze(1)
+    other = logits.masked_fill(F.one_hot(target, logits.shape[1]).bool(), float("-inf")).amax(1)
+    return (other - z_t).clamp_min(-kappa)
 
 
 def finish_patch_result(model: nn.Module, interpreter: Interpreter, x: torch.Tensor, x_adv: torch.Tensor,

@@ -88,19 +88,26 @@ def budget_options(framework: str | None, eps: float | None, alpha: float | None
     return opts
 
 
-def add_patch_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags of ``--attack patch`` (Grad-CAM adversarial patch, :mod:`xaisec.attacks.patch`)."""
+def add_patch_arguments(p: argparse.ArgumentParser, *, universal: bool = False) -> None:
+    """The flags of ``--attack patch`` (Grad-CAM adversarial patch, :mod:`xaisec.attacks.patch`); with
+    ``universal``, those of ``xaisec universal --method patch`` (no preset or step count; ``random`` position)."""
     from xaisec.attacks.patch import MAP_MODES, PRESETS
 
-    g = p.add_argument_group("patch attack (--attack patch)")
+    g = p.add_argument_group("universal patch (--method patch)" if universal else "patch attack (--attack patch)")
     g.add_argument("--patch-mode", default=None, choices=list(MAP_MODES),
-                   help="hide: Grad-CAM off the patch; attract: on it (default); none: a plain CE patch")
+                   help=("hide: Grad-CAM off the patch (default); attract: on it; none: a plain CE patch" if universal
+                         else "hide: Grad-CAM off the patch; attract: on it (default); none: a plain CE patch"))
     g.add_argument("--patch-size", type=finite_float(0, low_open=True), default=None,
                    help="patch side as a fraction of the image side (default 0.25: 8 px of 32)")
     g.add_argument("--patch-ratio", type=finite_float(0, low_open=True), default=None,
                    help="blend inside the patch, in (0, 1] (default 1: the patch replaces the pixels)")
     g.add_argument("--patch-position", default=None,
-                   help="top-right (default), top-left, bottom-left, bottom-right, center, paper, or ROW,COL (pixels)")
+                   help="top-right (default), top-left, bottom-left, bottom-right, center, paper, or ROW,COL (pixels)"
+                        + ("; random: a new place per image" if universal else ""))
+    if universal:
+        g.add_argument("--patch-step-size", type=finite_float(0, low_open=True), default=None,
+                       help="first signed step in [0, 1] pixel units (default 0.01), decaying over the epochs")
+        return
     g.add_argument("--patch-preset", default=None, choices=list(PRESETS), help="the papers' settings")
     g.add_argument("--patch-steps", type=positive_int, default=None, help="signed steps (default 300)")
     g.add_argument("--patch-step-size", type=finite_float(0, low_open=True), default=None,
@@ -111,8 +118,9 @@ def patch_options(args: argparse.Namespace) -> dict[str, object]:
     """The PatchAttack options of the ``--patch-*`` flags (only those given); other budgets are an error."""
     from xaisec.utils.checks import XaisecError
 
-    wrong = [f for f, v in {"--eps": args.eps, "--alpha": args.alpha, "--max-l2": args.max_l2,
-                            "--max-flow": args.max_flow, "--framework": args.framework}.items() if v is not None]
+    wrong = [f for f, v in {"--eps": getattr(args, "eps", None), "--alpha": getattr(args, "alpha", None),
+                            "--max-l2": getattr(args, "max_l2", None), "--max-flow": getattr(args, "max_flow", None),
+                            "--framework": getattr(args, "framework", None)}.items() if v is not None]
     if wrong:
         raise XaisecError(f"{', '.join(wrong)} do(es) not apply to --attack patch; use the --patch-* flags")
     opts: dict[str, object] = {}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from xaisec.cli.common import MODEL_HELP, add_model_args, model_options
+
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
@@ -11,16 +13,21 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                        description="Runs or resumes a paper's reproduction grid; writes its tables into --out.")
     r.add_argument("--paper", default="adv2",
                    help="adv2 (the ADV^2 / AdvEdge grid, default), another paper of `xaisec info papers`, "
-                        "a comma-separated selection, or all; papers other than adv2 write into OUT/PAPER")
-    r.add_argument("--quick", action="store_true", help="a reduced setting of each paper other than adv2")
+                        "a comma-separated selection, or all; each paper writes into OUT/PAPER (adv2 alone: into "
+                        "OUT) and OUT/index.html shows every paper's tables and plots")
+    r.add_argument("--quick", action="store_true",
+                   help="a reduced setting of every paper (adv2: the ResNet-20, cam/gradcam/grad, pgd framework, "
+                        "8 images, steps x 0.1, unless the flags below say otherwise)")
     r.add_argument("--out", default="runs/reproduce", help="output folder (rerun the same command to resume)")
-    r.add_argument("--models", default=None, help="comma-separated models (default: every shipped CIFAR-10 model)")
-    r.add_argument("--interpreters", default="grad,cam,gradcam,rts,mask")
-    r.add_argument("--attacks", default="pgd,adv2,advedge,advedge+")
-    r.add_argument("--frameworks", default="pgd,cw,stadv", help="cw and stadv run on the ResNet-20 only")
-    r.add_argument("--n", type=int, default=100, help="images per ResNet-20 cell")
-    r.add_argument("--n-small", type=int, default=32, help="images per MASK and larger-model cell")
-    r.add_argument("--steps-scale", type=float, default=0.25, help="fraction of the papers' step counts")
+    r.add_argument("--models", default=None,
+                   help="comma-separated models (default: every shipped CIFAR-10 model); each is " + MODEL_HELP)
+    r.add_argument("--interpreters", default=None, help="adv2 grid (default grad,cam,gradcam,rts,mask)")
+    r.add_argument("--attacks", default=None, help="adv2 grid (default pgd,adv2,advedge,advedge+)")
+    r.add_argument("--frameworks", default=None,
+                   help="adv2 grid (default pgd,cw,stadv); cw and stadv run on the ResNet-20 only")
+    r.add_argument("--n", type=int, default=None, help="images per ResNet-20 cell (default 100)")
+    r.add_argument("--n-small", type=int, default=None, help="images per MASK and larger-model cell (default 32)")
+    r.add_argument("--steps-scale", type=float, default=None, help="fraction of the papers' step counts (default 0.25)")
     r.add_argument("--workers", type=int, default=1,
                    help="cells at once: worker processes (local) or CPUs of a new local Ray instance")
     r.add_argument("--backend", default="local", choices=("local", "ray"),
@@ -31,26 +38,40 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--mask-restarts", type=int, default=1,
                    help="restarts of the bilevel MASK attacks (best real map wins; use a fresh --out)")
+    add_model_args(r, with_model=False)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from xaisec.experiments.papers import paper_names, run_paper
-    from xaisec.experiments.reproduce import reproduce
+    from xaisec.experiments.papers import paper_folder, paper_names, run_papers
+    from xaisec.utils.checks import XaisecError
 
-    for name in paper_names(args.paper):
-        if name != "adv2":
-            run_paper(name, Path(args.out) / name, quick=args.quick, seed=args.seed, workers=args.workers,
-                      progress=not args.quiet)
-            print((Path(args.out) / name / "tables.md").read_text())
-    if "adv2" not in paper_names(args.paper):
-        return 0
-    models = args.models.split(",") if args.models else None
-    reproduce(args.out, models=models, interpreters=tuple(args.interpreters.split(",")),
-              attacks=tuple(args.attacks.split(",")), frameworks=tuple(args.frameworks.split(",")), n=args.n,
-              n_small=args.n_small, steps_scale=args.steps_scale, seed=args.seed, workers=args.workers,
-              data=args.data, progress=not args.quiet, mask_restarts=args.mask_restarts, backend=args.backend,
-              address=args.address)
-    print((Path(args.out) / "results.md").read_text())
+    mopts = {k: v for k, v in model_options(args).items() if v is not None}
+    if mopts and not args.models:
+        flags = ", ".join("--" + k.replace("_", "-") for k in mopts)
+        raise XaisecError(f"{flags} need --models (the models they load), e.g. --models net.py:make")
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    if models is not None and "adv2" in paper_names(args.paper):
+        from xaisec.models import MODELS
+        from xaisec.models.loading import load_model_spec
+
+        for m in models:  # a bad spec fails here in one line, not in every cell of a worker
+            if mopts or m not in MODELS:
+                load_model_spec(m, **mopts, device="cpu")
+    adv2 = {"models": models, "interpreters": _split(args.interpreters), "attacks": _split(args.attacks),
+            "frameworks": _split(args.frameworks), "n": args.n, "n_small": args.n_small,
+            "steps_scale": args.steps_scale}
+    adv2 = {k: v for k, v in adv2.items() if v is not None}  # the rest: QUICK with --quick, else the defaults
+    adv2.update(data=args.data, mask_restarts=args.mask_restarts, model_options=mopts)
+    names = paper_names(args.paper)
+    run_papers(names, args.out, quick=args.quick, seed=args.seed, workers=args.workers, progress=not args.quiet,
+               backend=args.backend, address=args.address, adv2_options=adv2)  # index.html after each paper
+    for name in names:
+        print((paper_folder(args.out, name, names) / "tables.md").read_text())
+    print(f"index: {(Path(args.out) / 'index.html').resolve()}")
     return 0
+
+
+def _split(value: str | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(v.strip() for v in value.split(",") if v.strip())

@@ -195,11 +195,17 @@ MODEL_HELP = ("a zoo name (see `xaisec info models`), a folder with model.safete
               "file (.pt), torchvision:NAME, timm:NAME, or a factory module:function / file.py:function")
 
 
-def add_model_args(p: argparse.ArgumentParser, *, default: str | None = "cifar10_resnet20") -> None:
+def add_model_args(p: argparse.ArgumentParser, *, default: str | None = "cifar10_resnet20",
+                   with_model: bool = True) -> None:
     """``--model`` and what the wrapper needs: --weights, --card, --mean, --std, --cam-layer, --fc-layer,
-    --classes, --input-size (flags override the card)."""
-    g = p.add_argument_group("model", "which classifier; the flags below override its model card")
-    g.add_argument("--model", default=default, required=default is None, help=MODEL_HELP)
+    --classes, --input-size (flags override the card). ``with_model=False``: the flags only, for a command
+    that takes its models otherwise (``bench reproduce --models``); they then apply to every model."""
+    if with_model:
+        g = p.add_argument_group("model", "which classifier; the flags below override its model card")
+        g.add_argument("--model", default=default, required=default is None, help=MODEL_HELP)
+    else:
+        g = p.add_argument_group("model", "how the models are loaded; these flags apply to every model and "
+                                          "override their model cards")
     g.add_argument("--weights", default=None,
                    help="weights: .safetensors or a torch checkpoint (read with weights_only; never unpickled); "
                         "'random' for a fresh initialisation")
@@ -212,16 +218,22 @@ def add_model_args(p: argparse.ArgumentParser, *, default: str | None = "cifar10
     g.add_argument("--input-size", type=_input_size, default=None, help="C,H,W the model takes, e.g. 3,32,32")
 
 
-def model_from_args(args: argparse.Namespace):
-    """The :class:`~xaisec.models.Classifier` named by :func:`add_model_args`' flags, on ``args.device``."""
+MODEL_OPTIONS = ("weights", "card", "mean", "std", "cam_layer", "fc_layer", "classes", "input_size")
+
+
+def model_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of :func:`~xaisec.models.loading.load_model_spec` that :func:`add_model_args`' flags
+    give (weights, card fields), None where a flag is not given; plain values, so they pickle to workers."""
+    return {k: getattr(args, k, None) for k in MODEL_OPTIONS}
+
+
+def model_from_args(args: argparse.Namespace, spec: str | None = None):
+    """The :class:`~xaisec.models.Classifier` named by :func:`add_model_args`' flags (or ``spec`` with those
+    flags), on ``args.device``."""
     from xaisec.models.loading import load_model_spec
 
-    return load_model_spec(
-        args.model, weights=args.weights, card=getattr(args, "card", None), mean=getattr(args, "mean", None),
-        std=getattr(args, "std", None), cam_layer=getattr(args, "cam_layer", None),
-        fc_layer=getattr(args, "fc_layer", None), classes=getattr(args, "classes", None),
-        input_size=getattr(args, "input_size", None), device=getattr(args, "device", None),
-    )
+    return load_model_spec(args.model if spec is None else spec, **model_options(args),
+                           device=getattr(args, "device", None))
 
 
 def add_image_args(p: argparse.ArgumentParser) -> None:

@@ -17,13 +17,13 @@ from typing import Any
 
 import torch
 
-from xaisec.cli.common import parse_eps
+from xaisec.cli.common import add_image_args, add_model_args, parse_eps
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", choices=("squeeze", "ensemble"), required=True)
-    p.add_argument("--model", default="cifar10_resnet20", help="registered model (see `xaisec info models`)")
-    p.add_argument("--weights", default=None, help="weights file instead of the shipped ones")
+    add_model_args(p)
+    add_image_args(p)
     p.add_argument("--interpreters", default="grad,cam",
                    help="comma-separated interpreters: the ensemble's maps; the first is attacked (squeeze)")
     p.add_argument("--attack-interpreter", default=None,
@@ -36,8 +36,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="benign calibration images (squeeze) or training source images (ensemble)")
     p.add_argument("--eval", type=int, default=100, help="source images attacked for the evaluation")
     p.add_argument("--fpr", type=float, default=0.05, help="false-positive rate of the threshold")
-    p.add_argument("--data", default=None, help="data set (default: the model's)")
-    p.add_argument("--split", default="test")
+    p.add_argument("--data", default=None, help="data set name or path, e.g. an image folder (default: the model's)")
+    p.add_argument("--split", default="test",
+                   help="split folder (test, train), or a fraction such as 0.8: the held-out part of a seeded split")
     p.add_argument("--eps", type=parse_eps, default=8 / 255)
     p.add_argument("--steps-scale", type=float, default=0.25)
     p.add_argument("--epochs", type=int, default=30, help="CNN epochs (ensemble)")
@@ -89,10 +90,9 @@ def run(args: argparse.Namespace) -> int:
     from sklearn.metrics import roc_auc_score, roc_curve
 
     from xaisec.attacks import describe
-    from xaisec.data import load as load_data
+    from xaisec.cli.common import data_from_args, default_data, model_from_args
     from xaisec.experiments import correctly_classified, run_attack
     from xaisec.interpreters import INTERPRETERS
-    from xaisec.models import load, spec
     from xaisec.reports.plots import histogram_uri
     from xaisec.utils.checks import XaisecError
     from xaisec.utils.io import atomic_write_json
@@ -111,8 +111,8 @@ def run(args: argparse.Namespace) -> int:
     if args.train < 1 or args.eval < 1:
         raise XaisecError("--train and --eval must be >= 1")
     attack_interp = args.attack_interpreter or names[0]
-    model = load(args.model, weights=args.weights, device=args.device)
-    data = load_data(args.data or spec(args.model).dataset, args.split)
+    model = model_from_args(args)
+    data = data_from_args(args, model, source=args.data or default_data(args.model))
     out = Path(args.out)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))
     quiet = getattr(args, "quiet", False)

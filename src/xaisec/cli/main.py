@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("xaisec.cli.info_cmd", "list models, data sets and other registered components"),
     "detect": ("xaisec.cli.detect_cmd", "adversarial-input detectors (feature squeezing, interpreter ensemble)"),
     "universal": ("xaisec.cli.universal_cmd", "train or apply a universal perturbation (JUAP, GAP, UAP); report"),
+    "leaderboard": ("xaisec.cli.leaderboard_cmd", "explanation-robustness leaderboard: build it, or --add a model"),
 }
 
 

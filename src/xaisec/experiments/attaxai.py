@@ -3,8 +3,9 @@ white-box baseline: ``xaisec bench reproduce --paper attaxai``.
 
 Pairs: 2P seeded, correctly classified CIFAR-10 test images (a prefix-stable sample); image 2i is attacked
 towards the map of image 2i + 1, so a run with more pairs reuses the cells of a smaller one. A cell is
-(explainer, attack, a block of pairs); each finished cell is one JSON file under ``out/cells`` (skipped
-when present), so an interrupted run resumes. Tables: per explainer, label kept, median map-MSE ratio
+(explainer, attack, a block of pairs), an engine task (:mod:`xaisec.experiments.engine`, ``--backend
+local|ray``); each finished cell is one JSON record under ``out/cells`` (skipped when present), so an
+interrupted run resumes. Tables: per explainer, label kept, median map-MSE ratio
 (adversarial vs benign distance to the target map), best-so-far map MSE at 10k queries and at the end,
 output MSE, input MSE, queries and seconds per pair.
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 import torch
 
+from xaisec.experiments.engine import Task
 from xaisec.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -39,18 +41,23 @@ def _pairs(model: Any, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, t
     return x[0::2], y[0::2], x[1::2], y[1::2]
 
 
-def run_cell(out: Path, *, model_name: str, explainer: str, attack: str, start: int, stop: int, pairs: int,
-             queries: int, seed: int, iterations: int, progress: bool) -> dict[str, Any]:
-    """Attack pairs [start, stop) with ``attack`` ("attaxai" or "dombrowski"); write and return the cell."""
+def cell_task(*, model_name: str, explainer: str, attack: str, start: int, stop: int, pairs: int, queries: int,
+              seed: int, iterations: int) -> Task:
+    """The engine task attacking pairs [start, stop) with ``attack`` ("attaxai": ``queries`` per pair, or
+    "dombrowski": ``iterations``)."""
+    budget = ("queries", queries) if attack == "attaxai" else ("iterations", iterations)
+    key = f"{attack}__{explainer}__{'q' if attack == 'attaxai' else 'it'}{budget[1]}__pairs{start}-{stop}"
+    return Task(key, "xaisec.experiments.attaxai:compute_cell", (
+        ("model_name", model_name), ("explainer", explainer), ("attack", attack), ("start", start), ("stop", stop),
+        ("pairs", pairs), ("seed", seed), budget))
+
+
+def compute_cell(*, model_name: str, explainer: str, attack: str, start: int, stop: int, pairs: int, seed: int,
+                 queries: int | None = None, iterations: int | None = None) -> dict[str, Any]:
+    """Attack pairs [start, stop) with ``attack``; returns the cell's record (writes nothing)."""
     from xaisec.attacks import get as get_attack
     from xaisec.models import load
 
-    budget = f"q{queries}" if attack == "attaxai" else f"it{iterations}"
-    path = out / "cells" / f"{attack}__{explainer}__{budget}__pairs{start}-{stop}.json"
-    if path.exists():
-        import json
-
-        return json.loads(path.read_text())
     model = load(model_name, device="cpu")
     x, y, xt, _ = _pairs(model, pairs, seed)
     sl = slice(start, stop)
@@ -60,15 +67,22 @@ def run_cell(out: Path, *, model_name: str, explainer: str, attack: str, start: 
     else:
         opts["iterations"] = iterations
     t0 = time.time()
-    atk = get_attack(attack, model, explainer, seed=seed + start, progress=progress, **opts)
+    atk = get_attack(attack, model, explainer, seed=seed + start, progress=False, **opts)
     res = atk(x[sl], y[sl])
-    rec = {
+    return {
         "attack": attack, "explainer": explainer, "model": model_name, "pairs": [start, stop], "queries": queries,
-        "seed": seed, "wall_seconds": time.time() - t0, "config": res.config, "history": res.history,
-        "metrics": {k: v.tolist() for k, v in res.metrics.items()},
+        "iterations": iterations, "seed": seed, "wall_seconds": time.time() - t0, "config": res.config,
+        "history": res.history, "metrics": {k: v.tolist() for k, v in res.metrics.items()},
     }
-    atomic_write_json(path, rec)
-    return rec
+
+
+def run_cell(out: Path, *, model_name: str, explainer: str, attack: str, start: int, stop: int, pairs: int,
+             queries: int, seed: int, iterations: int, progress: bool = False) -> dict[str, Any]:
+    """Run (or read back) one cell here and write its record under ``out/cells``."""
+    from xaisec.experiments.papers import run_here
+
+    return run_here(Path(out), cell_task(model_name=model_name, explainer=explainer, attack=attack, start=start,
+                                         stop=stop, pairs=pairs, queries=queries, seed=seed, iterations=iterations))
 
 
 def _summary(cells: list[dict[str, Any]], queries: int) -> dict[str, Any]:
@@ -125,35 +139,36 @@ def _markdown(tables: dict[str, Any]) -> str:
 
 
 def reproduce(out: str | Path, *, quick: bool = False, seed: int = 0, workers: int = 1, progress: bool = True,
+              backend: str = "local", address: str | None = None,
               model: str = "cifar10_resnet20", explainers: tuple[str, ...] | list[str] = EXPLAINERS,
               pairs: int | None = None, queries: int | None = None, block: int | None = None,
               dombrowski: tuple[str, ...] | list[str] = ("grad",), dombrowski_iterations: int | None = None,
               ) -> dict[str, Any]:
-    """Run (or resume) the AttaXAI grid into ``out``; returns the tables (also out/tables.json, tables.md).
+    """Run (or resume) the AttaXAI grid into ``out`` on ``backend`` (``workers`` cells at once, see
+    :func:`xaisec.experiments.engine.run_tasks`); returns the tables (also out/tables.json, tables.md).
 
     ``quick``: 2 pairs, 1,250 queries, 100 Dombrowski iterations (a smoke run). Full: 20 pairs x 50,000 queries
     per explainer (hours on a 2-core CPU). ``pairs``/``queries``/``block``/``explainers`` override either.
-    ``workers`` is accepted for the common signature; cells run one after another (each is one batched attack).
     """
+    from xaisec.experiments.papers import run_cells
+
     out = Path(out)
     cfg = dict(QUICK if quick else FULL)
     cfg.update({k: v for k, v in {"pairs": pairs, "queries": queries, "block": block,
                                   "dombrowski_iterations": dombrowski_iterations}.items() if v is not None})
-    rows: dict[str, Any] = {}
     jobs = [("attaxai", e) for e in explainers] + [("dombrowski", e) for e in dombrowski]
-    for attack, explainer in jobs:
-        cells = []
-        for start in range(0, cfg["pairs"], cfg["block"]):
-            stop = min(start + cfg["block"], cfg["pairs"])
-            log.info("%s %s pairs %d-%d", attack, explainer, start, stop)
-            cells.append(run_cell(out, model_name=model, explainer=explainer, attack=attack, start=start,
-                                  stop=stop, pairs=cfg["pairs"], queries=cfg["queries"], seed=seed,
-                                  iterations=cfg["dombrowski_iterations"], progress=progress))
-        rows[f"{attack}/{explainer}"] = _summary(cells, cfg["queries"])
+    grid = {job: [cell_task(model_name=model, explainer=job[1], attack=job[0], start=start,
+                            stop=min(start + cfg["block"], cfg["pairs"]), pairs=cfg["pairs"], queries=cfg["queries"],
+                            seed=seed, iterations=cfg["dombrowski_iterations"])
+                  for start in range(0, cfg["pairs"], cfg["block"])] for job in jobs}
+    found = run_cells([t for tasks in grid.values() for t in tasks], out, backend=backend, workers=workers,
+                      address=address, progress=progress, desc="attaxai cells")
+    rows = {f"{attack}/{explainer}": _summary([found[t.key] for t in tasks], cfg["queries"])
+            for (attack, explainer), tasks in grid.items()}
     tables = {"paper": "attaxai", "model": model, "seed": seed, "quick": quick, **cfg, "rows": rows}
     atomic_write_json(out / "tables.json", tables)
     atomic_write_text(out / "tables.md", _markdown(tables))
     return tables
 
 
-__all__ = ["EXPLAINERS", "reproduce", "run_cell"]
+__all__ = ["EXPLAINERS", "cell_task", "compute_cell", "reproduce", "run_cell"]

@@ -2,13 +2,20 @@
 4-5), median smoothing and bit squeezing vs AdvEdge (AdvEdge paper V-G), the ensemble-of-interpreters detector
 (Tables IV-V) and the ensemble attack, on the shipped ResNet-20 and CIFAR-10 test images, eps 8/255.
 
-``reproduce(out, quick=..., seed=...)`` runs (or resumes) the cells, one JSON per finished cell under
-``out/cells`` (adversarial images next to them as safetensors), and writes ``out/tables.json`` and
-``out/tables.md``. ``quick`` is the reduced run of docs/defenses.md; the full run uses the issue's sizes.
+``reproduce(out, quick=..., seed=...)`` runs (or resumes) the cells as engine tasks
+(:mod:`xaisec.experiments.engine`, ``--backend local|ray``) in four stages, each after the records of the one
+before exist: (1) the squeeze-detector calibration, median / bit squeezing and the ensemble's attack sets;
+(2) the feature-squeezing attacks (given the calibrated thresholds) and the ensemble's map stacks; (3) the
+ensemble detectors; (4) the ensemble attack (given the grad + cam detector). One JSON record per finished cell
+under ``out/cells`` (adversarial images and maps next to them as safetensors), written by the driver, which
+also publishes the detectors as ``out/squeeze_detector.json`` and ``out/ensemble_detector_<target>/``; then
+``out/tables.json`` and ``out/tables.md``. A later stage's task names its inputs' settings hashes, so it re-runs
+when they were re-made. ``quick`` is the reduced run of docs/defenses.md; the full run uses the issue's sizes.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -68,36 +75,36 @@ class _Ctx:
                 pred = torch.cat([self.model(x[i:i + 500]).argmax(1) for i in range(0, x.shape[0], 500)])
             self.correct = self.rest[pred == self.data.labels[self.rest]]  # correctly classified, not calibration
             atomic_write_bytes(cache, save({"correct": self.correct.contiguous()}))
-        self._det: Any = None
 
     def images(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         sub = self.data.subset(idx)
         return sub.float_images(), sub.labels
 
-    def detector(self) -> Any:
+    def detector(self, thresholds: dict[str, float]) -> Any:
+        """The squeeze detector over every squeezer with the calibration cell's thresholds."""
         from xaisec.defenses import SqueezeDetector
 
-        if self._det is None:
-            self._det = SqueezeDetector.load(self.out / "squeeze_detector.json", self.model)
-        return self._det
+        det = SqueezeDetector(self.model, list(ALL_SQUEEZERS))
+        det.thresholds = {k: float(v) for k, v in thresholds.items()}
+        return det
 
 
-def _cell(out: Path, key: str, fn: Any, *args: Any) -> dict[str, Any]:
-    path = out / "cells" / f"{key}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    t0 = time.perf_counter()
-    log.info("cell %s ...", key)
-    rec = fn(*args)
-    rec["seconds"] = round(time.perf_counter() - t0, 1)
-    atomic_write_json(path, rec)
-    log.info("cell %s done in %.0f s", key, rec["seconds"])
-    return rec
+@functools.lru_cache(maxsize=2)
+def _context(out: str, quick: bool, seed: int) -> _Ctx:
+    """The cells' shared context, built once per process (pool workers inherit the driver's)."""
+    return _Ctx(Path(out), quick, seed, False)
 
 
-def _save_adv(ctx: _Ctx, key: str, res: Any) -> None:
-    atomic_write_bytes(ctx.out / "cells" / f"{key}.safetensors",
-                       save({"x_adv": res.x_adv.contiguous(), "success": res.success.contiguous()}))
+def _prepare(folder: Any, quick: bool, seed: int) -> None:
+    """Build this run's context in the driver (the shared image selection is made once, before any worker
+    starts; forked pool workers inherit it)."""
+    _context.cache_clear()
+    _context(folder.path, quick, seed)
+
+
+def _adv_bytes(res: Any) -> bytes:
+    """A result's adversarial images and success flags as safetensors bytes (``<key>.safetensors``)."""
+    return save({"x_adv": res.x_adv.contiguous(), "success": res.success.contiguous()})
 
 
 def _load_adv(ctx: _Ctx, key: str) -> dict[str, torch.Tensor]:
@@ -154,20 +161,22 @@ def _mean(v: torch.Tensor) -> float | None:
 
 
 # -- cells -----------------------------------------------------------------------------------------------------
-def _calibrate(ctx: _Ctx) -> dict[str, Any]:
+def _calibrate(ctx: _Ctx) -> tuple[dict[str, Any], dict[str, bytes]]:
     from xaisec.defenses import squeeze_detector
+    from xaisec.utils.io import to_json
 
     det = squeeze_detector(ctx.model, list(ALL_SQUEEZERS))
     x, _ = ctx.images(ctx.cal_idx)
     thresholds = det.calibrate(x, fpr=0.05)
-    det.save(ctx.out / "squeeze_detector.json")
-    return {"thresholds": thresholds, "n_calibration": int(x.shape[0]), "fpr": 0.05}
+    rec = {"thresholds": thresholds, "n_calibration": int(x.shape[0]), "fpr": 0.05}
+    return rec, {"detector.json": (to_json(det.state()) + "\n").encode()}
 
 
-def _fs_attack(ctx: _Ctx, interp: str, attack: str, adaptive_set: str | None) -> dict[str, Any]:
+def _fs_attack(ctx: _Ctx, interp: str, attack: str, adaptive_set: str | None, thresholds: dict[str, float]
+               ) -> tuple[dict[str, Any], dict[str, bytes]]:
 
     x, y = ctx.images(ctx.correct[: ctx.s["n_eval"]])
-    det = ctx.detector()
+    det = ctx.detector(thresholds)
     opts: dict[str, Any] = {"eps": EPS, "steps_scale": ctx.s["steps_scale"]}
     if adaptive_set is not None:
         from xaisec.defenses import SqueezeDetector
@@ -178,13 +187,12 @@ def _fs_attack(ctx: _Ctx, interp: str, attack: str, adaptive_set: str | None) ->
         opts.update(adaptive="feature_squeezing", detector=sub)
     key = f"fs__{interp}__{attack}" + (f"__adaptive_{adaptive_set}" if adaptive_set else "")
     res = _run(ctx, key, ctx.model, interp, attack, x, y, batch=16 if adaptive_set else None, **opts)
-    _save_adv(ctx, key, res)
     ok = res.success.bool()
     rates = det.detection_rates(res.x_adv, ok)
     m = res.metrics
     return {"interpreter": interp, "attack": attack, "adaptive": adaptive_set, "n": len(res),
             "n_success": int(ok.sum()), "success": _mean(ok), "iou": _mean(m["iou"][ok]), "l1": _mean(m["l1"][ok]),
-            "detection": rates}
+            "detection": rates}, {"safetensors": _adv_bytes(res)}
 
 
 def _clean_accuracy(ctx: _Ctx) -> dict[str, Any]:
@@ -201,19 +209,18 @@ def _clean_accuracy(ctx: _Ctx) -> dict[str, Any]:
     return {"n": int(x.shape[0]), "accuracy": out}
 
 
-def _ms_oblivious(ctx: _Ctx) -> dict[str, Any]:
+def _ms_oblivious(ctx: _Ctx) -> tuple[dict[str, Any], dict[str, bytes]]:
     from xaisec.defenses import defend
 
     x, y = ctx.images(ctx.correct[: ctx.s["n_ms"]])
     res = _run(ctx, "ms__advedge__oblivious", ctx.model, "gradcam", "advedge", x, y, eps=EPS,
                steps_scale=ctx.s["steps_scale"])
-    _save_adv(ctx, "ms__advedge__oblivious", res)
     rows = {"none": float(res.success.float().mean())}
     with torch.no_grad():
         for spec in TRANSFORMS:
             pred = defend(ctx.model, spec)(res.x_adv).argmax(1)
             rows[spec] = float((pred == res.target).float().mean())
-    return {"n": len(res), "success": rows, "iou": _mean(res.metrics["iou"])}
+    return {"n": len(res), "success": rows, "iou": _mean(res.metrics["iou"])}, {"safetensors": _adv_bytes(res)}
 
 
 def _ms_bpda(ctx: _Ctx, spec: str) -> dict[str, Any]:
@@ -226,23 +233,25 @@ def _ms_bpda(ctx: _Ctx, spec: str) -> dict[str, Any]:
     return {"transform": spec, "n": len(res), "success": _mean(res.success), "iou": _mean(res.metrics["iou"])}
 
 
-def _ens_attack_set(ctx: _Ctx, target: str) -> dict[str, Any]:
+def _ens_attack_set(ctx: _Ctx, target: str) -> tuple[dict[str, Any], dict[str, bytes]]:
 
     n = ctx.s["n_ens"] if target != "grad" else ctx.s["n_ens"] // 2
     x, y = ctx.images(ctx.correct[:n])
     res = _run(ctx, f"ens__adv2__{target}", ctx.model, target, "adv2", x, y, eps=EPS,
                steps_scale=ctx.s["steps_scale"])
-    _save_adv(ctx, f"ens__adv2__{target}", res)
-    return {"target": target, "n": len(res), "success": _mean(res.success), "iou": _mean(res.metrics["iou"])}
+    return ({"target": target, "n": len(res), "success": _mean(res.success), "iou": _mean(res.metrics["iou"])},
+            {"safetensors": _adv_bytes(res)})
 
 
 def _ens_maps(ctx: _Ctx, target: str) -> dict[str, torch.Tensor]:
-    """Maps of grad, cam, gradcam for the benign and the adversarial images of one attack set (cached)."""
+    """The map stacks of one attack set (the ``ens__maps__<target>`` cell's output)."""
+    return load_file(str(ctx.out / "cells" / f"ens__maps__{target}.safetensors"))
+
+
+def _ens_make_maps(ctx: _Ctx, target: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Maps of grad, cam, gradcam for the benign and the adversarial images of one attack set."""
     from xaisec.defenses.ensemble import MapStack
 
-    path = ctx.out / "cells" / f"ens__maps__{target}.safetensors"
-    if path.exists():
-        return load_file(str(path))
     adv = _load_adv(ctx, f"ens__adv2__{target}")
     n = adv["x_adv"].shape[0]
     xb, _ = ctx.images(ctx.correct[:n])
@@ -253,24 +262,29 @@ def _ens_maps(ctx: _Ctx, target: str) -> dict[str, torch.Tensor]:
     out = {f"map.{k}": torch.cat([mb[k], ma[k][ok]]).contiguous() for k in mb}
     out["labels"] = torch.cat([torch.zeros(n), torch.ones(int(ok.sum()))]).long()
     out["groups"] = torch.cat([torch.arange(n), torch.arange(n)[ok]]).long()
-    atomic_write_bytes(path, save(out))
-    return out
+    return {"target": target, "n_benign": n, "n_adversarial": int(ok.sum())}, {"safetensors": save(out)}
 
 
 DETECTORS = (("grad",), ("cam",), ("gradcam",), ("grad", "cam"), ("grad", "gradcam"), ("cam", "gradcam"),
              ("grad", "cam", "gradcam"))
 
 
-def _ens_detector(ctx: _Ctx, target: str, names: tuple[str, ...], variant: str) -> dict[str, Any]:
+def _ens_detector(ctx: _Ctx, target: str, names: tuple[str, ...], variant: str
+                  ) -> tuple[dict[str, Any], dict[str, bytes]]:
+    import tempfile
+
     from xaisec.defenses import EnsembleDetector
 
     d = _ens_maps(ctx, target)
     maps = {k[4:]: v for k, v in d.items() if k.startswith("map.")}
     det = EnsembleDetector(ctx.model, list(names), variant, seed=ctx.seed, epochs=ctx.s["epochs"])
     rep = det.fit_maps(maps, d["labels"], d["groups"])
-    if names == ("grad", "cam") and variant == "maps":
-        det.save(ctx.out / f"ensemble_detector_{target}")
-    return rep
+    blobs = {}
+    if names == ("grad", "cam") and variant == "maps":  # the detector the ensemble attack faces
+        with tempfile.TemporaryDirectory() as tmp:
+            det.save(tmp)
+            blobs = {f"detector.{ext}": (Path(tmp) / f"detector.{ext}").read_bytes() for ext in ("json", "safetensors")}
+    return rep, blobs
 
 
 def _ens_adaptive(ctx: _Ctx, with_detector: bool) -> dict[str, Any]:
@@ -311,11 +325,67 @@ def _ens_adaptive(ctx: _Ctx, with_detector: bool) -> dict[str, Any]:
 
 
 # -- the grid and the tables --------------------------------------------------------------------------------------
+_CELLS: dict[str, Any] = {"calibration": _calibrate, "fs": _fs_attack, "clean_accuracy": _clean_accuracy,
+                          "ms_oblivious": _ms_oblivious, "ms_bpda": _ms_bpda, "ens_attack_set": _ens_attack_set,
+                          "ens_maps": _ens_make_maps, "ens_detector": _ens_detector, "ens_adaptive": _ens_adaptive}
+
+
+# the settings each part's cells use (their task's settings hash covers these, so changing one re-runs them)
+_USES: dict[str, tuple[str, ...]] = {
+    "calibration": ("n_cal",), "fs": ("n_cal", "n_eval", "steps_scale", "adaptive_sets", "batch"),
+    "clean_accuracy": ("n_cal", "n_clean"), "ms_oblivious": ("n_cal", "n_ms", "steps_scale", "batch"),
+    "ms_bpda": ("n_cal", "n_ms", "steps_scale", "batch"), "ens_attack_set": ("n_cal", "n_ens", "steps_scale", "batch"),
+    "ens_maps": ("n_cal",), "ens_detector": ("epochs",),
+    "ens_adaptive": ("n_cal", "n_ens_attack", "steps_scale", "batch", "ens_targets")}
+
+
+def compute_cell(part: str, quick: bool, seed: int, folder: Any, upstream: dict[str, str | None] | None = None,
+                 uses: dict[str, Any] | None = None, **args: Any) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Run one cell (``part``: a key of ``_CELLS``) with the shared context of ``folder``
+    (:class:`xaisec.experiments.papers.ResultsFolder`); returns its record and binary outputs. ``upstream``
+    (the settings hashes of the cells it reads) and ``uses`` (the settings it uses) only make the task's
+    settings hash depend on them."""
+    del upstream, uses
+    t0 = time.perf_counter()
+    out = _CELLS[part](_context(folder.path, quick, seed), **args)
+    rec, blobs = out if isinstance(out, tuple) else (out, {})
+    rec["seconds"] = round(time.perf_counter() - t0, 1)
+    log.info("cell %s done in %.0f s", part, rec["seconds"])
+    return rec, blobs
+
+
+def _task(key: str, part: str, quick: bool, seed: int, folder: Any, upstream: dict[str, str | None] | None = None,
+          **args: Any) -> Any:
+    from xaisec.experiments.engine import Task
+
+    s = settings(quick)
+    kwargs = (("part", part), ("quick", quick), ("seed", seed), ("folder", folder),
+              ("uses", {k: s[k] for k in _USES[part]}), *((("upstream", upstream),) if upstream else ()),
+              *sorted(args.items()))
+    return Task(key, "xaisec.experiments.defenses:compute_cell", kwargs)
+
+
+def _publish(out: Path, key: str, files: dict[str, Path]) -> bool:
+    """Copy the binary outputs ``cells/<key>.<suffix>`` of a finished cell to ``files[suffix]`` (the driver's
+    write); False when a source is missing (a record from before the outputs were kept: delete it and re-run)."""
+    sources = {suffix: out / "cells" / f"{key}.{suffix}" for suffix in files}
+    if not all(p.exists() for p in sources.values()):
+        return all(p.exists() for p in files.values())  # True: published by an earlier run
+    for suffix, dest in files.items():
+        data = sources[suffix].read_bytes()
+        if not dest.exists() or dest.read_bytes() != data:
+            atomic_write_bytes(dest, data)
+    return True
+
+
 def reproduce(out: str | Path, *, quick: bool = False, seed: int = 0, workers: int = 1,
-              progress: bool = True, parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
+              progress: bool = True, backend: str = "local", address: str | None = None,
+              parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
     """Run or resume the cells of ``parts`` (``fs``: feature squeezing, ``ms``: median / bit squeezing, ``ens``:
-    the ensemble detector and attack) in this process (``workers`` is accepted for the common signature; run
-    parts in separate processes to use more cores) and write the tables of every finished cell. Returns them."""
+    the ensemble detector and attack) on ``backend`` (``workers`` cells at once, see
+    :func:`xaisec.experiments.engine.run_tasks`) and write the tables of every finished cell. Returns them."""
+    from xaisec.experiments.papers import ResultsFolder, run_cells, settings_of
+
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         from xaisec.utils.checks import XaisecError
@@ -323,40 +393,55 @@ def reproduce(out: str | Path, *, quick: bool = False, seed: int = 0, workers: i
         raise XaisecError(f"unknown part {unknown[0]!r}; choose from {', '.join(PARTS)}")
     out = Path(out)
     (out / "cells").mkdir(parents=True, exist_ok=True)
-    ctx = _Ctx(out, quick, seed, progress)
-    s = ctx.s
-    tables: dict[str, Any] = {"settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()},
-                              "quick": quick, "seed": seed, "model": MODEL, "eps": "8/255"}
-    tables["calibration"] = _cell(out, "fs__calibration", _calibrate, ctx)
-    if not (out / "squeeze_detector.json").exists():  # a resumed run whose detector file was removed
-        (out / "cells" / "fs__calibration.json").unlink()
-        tables["calibration"] = _cell(out, "fs__calibration", _calibrate, ctx)
-    fs = []
-    for interp in s["fs_interpreters"] if "fs" in parts else ():
-        for attack in ("pgd", "adv2"):
-            fs.append(_cell(out, f"fs__{interp}__{attack}", _fs_attack, ctx, interp, attack, None))
-        for aset in s["adaptive_sets"]:
-            fs.append(_cell(out, f"fs__{interp}__adv2__adaptive_{aset}", _fs_attack, ctx, interp, "adv2", aset))
-    tables["feature_squeezing"] = fs
+    folder = ResultsFolder(out)
+    s = settings(quick)
+    _prepare(folder, quick, seed)
+    common = {"quick": quick, "seed": seed, "folder": folder}
+
+    def stage(tasks: list[Any], name: str) -> dict[str, dict[str, Any]]:
+        return run_cells(tasks, out, backend=backend, workers=workers, address=address, progress=progress,
+                         desc=f"defenses {name}")
+
+    fs_keys = [k for i in (s["fs_interpreters"] if "fs" in parts else ())
+               for k in [(i, "pgd", None), (i, "adv2", None), *((i, "adv2", a) for a in s["adaptive_sets"])]]
+    targets = s["ens_targets"] if "ens" in parts else ()
+    # stage 1: no inputs but the images
+    first = [_task("fs__calibration", "calibration", **common)]
     if "ms" in parts:
-        tables["clean_accuracy"] = _cell(out, "ms__clean_accuracy", _clean_accuracy, ctx)
-        tables["ms_oblivious"] = _cell(out, "ms__advedge__oblivious", _ms_oblivious, ctx)
-        tables["ms_bpda"] = [_cell(out, f"ms__advedge__bpda__{sp.replace(':', '')}", _ms_bpda, ctx, sp)
-                             for sp in s["bpda"]]
-    ens = []
-    for target in s["ens_targets"] if "ens" in parts else ():
-        _cell(out, f"ens__adv2__{target}", _ens_attack_set, ctx, target)
-        for names in DETECTORS:
-            variants = ("maps", "product") if len(names) == 2 else ("maps",)
-            for v in variants:
-                key = f"ens__det__{target}__{'_'.join(names)}__{v}"
-                ens.append({"target": target, **_cell(out, key, _ens_detector, ctx, target, names, v)})
-    tables["ensemble_detector"] = ens
-    if "ens" in parts:
-        tables["ensemble_attack"] = [_cell(out, "ens__attack__grad_cam", _ens_adaptive, ctx, False),
-                                     _cell(out, "ens__attack__grad_cam__detector", _ens_adaptive, ctx, True)]
-    if set(parts) != set(PARTS):  # a partial run: merge with the finished cells of the other parts
-        tables = collect(out, quick, seed)
+        first += [_task("ms__clean_accuracy", "clean_accuracy", **common),
+                  _task("ms__advedge__oblivious", "ms_oblivious", **common)]
+        first += [_task(f"ms__advedge__bpda__{sp.replace(':', '')}", "ms_bpda", spec=sp, **common) for sp in s["bpda"]]
+    first += [_task(f"ens__adv2__{t}", "ens_attack_set", target=t, **common) for t in targets]
+    rec = stage(first, "stage 1/4")
+    _publish(out, "fs__calibration", {"detector.json": out / "squeeze_detector.json"})
+    cal = rec["fs__calibration"]
+    # stage 2: the squeeze attacks (given the thresholds) and the ensemble's map stacks
+    second = [_task(f"fs__{i}__{a}" + (f"__adaptive_{aset}" if aset else ""), "fs", interp=i, attack=a,
+                    adaptive_set=aset, thresholds=cal["thresholds"], upstream={"fs__calibration": settings_of(cal)},
+                    **common) for i, a, aset in fs_keys]
+    second += [_task(f"ens__maps__{t}", "ens_maps", target=t, upstream={f"ens__adv2__{t}": settings_of(
+        rec[f"ens__adv2__{t}"])}, **common) for t in targets]
+    rec.update(stage(second, "stage 2/4"))
+    # stage 3: the detectors
+    third = [_task(f"ens__det__{t}__{'_'.join(names)}__{v}", "ens_detector", target=t, names=names, variant=v,
+                   upstream={f"ens__maps__{t}": settings_of(rec[f"ens__maps__{t}"])}, **common)
+             for t in targets for names in DETECTORS for v in (("maps", "product") if len(names) == 2 else ("maps",))]
+    rec.update(stage(third, "stage 3/4"))
+    if targets:
+        chosen = f"ens__det__{targets[0]}__grad_cam__maps"
+        dest = out / f"ensemble_detector_{targets[0]}"
+        files = {"detector.json": dest / "detector.json", "detector.safetensors": dest / "detector.safetensors"}
+        if not _publish(out, chosen, files):  # a record from before the detector was kept with it
+            (out / "cells" / f"{chosen}.json").unlink()
+            rec.update(stage([t for t in third if t.key == chosen], "stage 3/4"))
+            _publish(out, chosen, files)
+        # stage 4: the ensemble attack against the grad + cam detector
+        adv = f"ens__adv2__{targets[0]}"
+        up = {chosen: settings_of(rec[chosen]), adv: settings_of(rec[adv])}
+        rec.update(stage([_task("ens__attack__grad_cam", "ens_adaptive", with_detector=False, upstream=up, **common),
+                          _task("ens__attack__grad_cam__detector", "ens_adaptive", with_detector=True, upstream=up,
+                                **common)], "stage 4/4"))
+    tables = collect(out, quick, seed)
     atomic_write_json(out / "tables.json", _clean(tables))
     atomic_write_text(out / "tables.md", render_tables(tables))
     return tables
@@ -368,8 +453,10 @@ def collect(out: str | Path, quick: bool = False, seed: int = 0) -> dict[str, An
     s = settings(quick)
 
     def read(key: str) -> dict[str, Any] | None:
+        from xaisec.experiments.papers import without_stamp
+
         path = out / "cells" / f"{key}.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return without_stamp(json.loads(path.read_text())) if path.exists() else None
 
     t: dict[str, Any] = {"settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()},
                          "quick": quick, "seed": seed, "model": MODEL, "eps": "8/255",

@@ -5,7 +5,9 @@ puts it (this process, a pool worker with one torch thread, or a Ray worker with
 and returns its outputs: a JSON record and optional binary files. Only the driver writes, atomically and
 as each task finishes, the binary files first and the record last, so a record on disk means a finished
 task: a killed worker or a killed driver loses at most the tasks in flight, and the next run skips every
-task whose record exists.
+task whose record exists. Each record carries ``engine``: the xaisec version and a hash of the task's
+kwargs (:func:`settings_hash`); on resume a record made with other settings, or an unreadable one, is re-run,
+and records from another xaisec version with the same settings are kept (one warning counts them).
 
 Backends: ``local`` (default; ``workers`` processes, or this process when ``workers`` is 1) and ``ray``
 (``address``: None starts a local Ray instance with ``workers`` CPUs; ``"auto"`` or ``"HOST:PORT"`` joins a
@@ -15,7 +17,10 @@ running cluster).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
+import hashlib
 import importlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -79,26 +84,103 @@ def _execute_in_pool(task: Task) -> tuple[dict[str, Any], dict[str, bytes], floa
     return execute(task, threads=max(1, int(task.num_cpus)))
 
 
+STAMP = "engine"  # the record key holding {"xaisec": version, "settings": settings_hash(task)}
+
+
+def _canonical(value: Any) -> Any:
+    """A JSON-able, order-stable form of a task argument (dataclasses, tuples, sets, paths...)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"__class__": type(value).__name__,
+                **{f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((_canonical(v) for v in value), key=repr)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value) if not isinstance(value, Path) else str(value)
+
+
+def settings_hash(task: Task) -> str:
+    """A stable hash (16 hex digits) of the task's kwargs: the settings that made its record."""
+    text = json.dumps(_canonical(dict(task.kwargs)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _stamp(task: Task) -> dict[str, str]:
+    import xaisec
+
+    return {"xaisec": xaisec.__version__, "settings": settings_hash(task)}
+
+
 def write_outputs(out: Path, task: Task, record: dict[str, Any], blobs: dict[str, bytes]) -> None:
-    """Write a task's binary files, then its record (the record marks the task finished), atomically."""
+    """Write a task's binary files, then its record (the record marks the task finished), atomically. The
+    written record carries :data:`STAMP` (xaisec version and settings hash); ``record`` itself is not changed."""
     for suffix, data in blobs.items():
         atomic_write_bytes(out / f"{task.key}.{suffix}", data)
-    atomic_write_json(record_path(out, task), record)
+    atomic_write_json(record_path(out, task), {**record, STAMP: _stamp(task)})
 
 
 def pending(tasks: Iterable[Task], out: Path) -> list[Task]:
-    """The tasks whose record is not on disk yet (duplicate keys are an error)."""
+    """The tasks to run (duplicate keys are an error): no record on disk, an unreadable record (named in a
+    warning), or a record stamped with other settings (listed in a warning). A record from another xaisec
+    version with the same settings is kept (one warning counts them); so is a record without a stamp."""
+    import xaisec
+
     tasks = list(tasks)
     keys = [t.key for t in tasks]
     if len(set(keys)) != len(keys):
         dup = sorted({k for k in keys if keys.count(k) > 1})
         raise XaisecError(f"task keys must be unique; repeated: {', '.join(dup)}")
-    return [t for t in tasks if not record_path(out, t).exists()]
+    todo: list[Task] = []
+    changed: list[str] = []
+    other_version: dict[str, int] = {}
+    unstamped: dict[str, int] = {}
+    for t in tasks:
+        path = record_path(out, t)
+        if not path.exists():
+            todo.append(t)
+            continue
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(record, dict):
+                raise ValueError(f"a JSON {type(record).__name__}, not an object")
+        except (OSError, ValueError) as exc:
+            log.warning("%s is not a readable record (%s); task %s is re-run", path, exc, t.key)
+            todo.append(t)
+            continue
+        stamp = record.get(STAMP)
+        if not isinstance(stamp, dict):
+            made_by = record.get("versions", {}).get("xaisec") if isinstance(record.get("versions"), dict) else None
+            unstamped[str(made_by or "unknown")] = unstamped.get(str(made_by or "unknown"), 0) + 1
+        elif stamp.get("settings") != settings_hash(t):
+            changed.append(t.key)
+            todo.append(t)
+        elif stamp.get("xaisec") != xaisec.__version__:
+            other_version[str(stamp.get("xaisec"))] = other_version.get(str(stamp.get("xaisec")), 0) + 1
+    if changed:
+        shown = ", ".join(changed[:20]) + (f", ... ({len(changed)} in all)" if len(changed) > 20 else "")
+        log.warning("%d records under %s were made with other settings and are re-run: %s", len(changed), out, shown)
+    if other_version:
+        made = ", ".join(f"{n} from xaisec {v}" for v, n in sorted(other_version.items()))
+        log.warning("%d records under %s come from another xaisec version (%s; this is %s) with the same settings; "
+                    "they are kept (delete them to re-run)", sum(other_version.values()), out, made,
+                    xaisec.__version__)
+    if unstamped:
+        made = ", ".join(f"{n} from xaisec {v}" for v, n in sorted(unstamped.items()))
+        other = any(v not in ("unknown", xaisec.__version__) for v in unstamped)
+        log.log(logging.WARNING if other else logging.INFO,
+                "%d records under %s carry no settings stamp (%s); they are kept unchecked (delete them to re-run)",
+                sum(unstamped.values()), out, made)
+    return todo
 
 
 def run_tasks(tasks: Iterable[Task], out: str | Path, *, backend: str = "local", workers: int = 1,
               address: str | None = None, progress: bool = True, desc: str = "tasks") -> list[str]:
-    """Run every task of ``tasks`` whose record is missing under ``out``; returns the keys run now."""
+    """Run every task of ``tasks`` whose record is missing, unreadable or made with other settings under ``out``
+    (see :func:`pending`); returns the keys run now."""
     from tqdm.auto import tqdm
 
     if backend not in BACKENDS:

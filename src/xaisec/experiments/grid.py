@@ -1,14 +1,19 @@
 """Resumable experiment grids: one JSON file per cell, written atomically, skipped when present.
 
-A cell is (model, interpreter, attack, framework). ``run_grid`` evaluates the missing cells, in this
+A cell is (model, interpreter, attack, framework). The model is any spec of
+:func:`xaisec.models.loading.load_model_spec` (a zoo name, a TorchScript file, a factory, a folder with a
+card...), with ``model_options`` (weights, card fields) as keyword arguments; cells carry the spec string and
+the worker loads it. ``run_grid`` evaluates the missing cells, in this
 process, in a pool of worker processes (one torch thread each) or on Ray (:mod:`xaisec.experiments.engine`);
 the driver writes every finished cell at once, atomically, so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,10 +37,20 @@ class Cell:
     steps_scale: float = 0.25
     seed: int = 0
     options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+    model_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
 
     @property
     def key(self) -> str:
-        return f"{self.model}__{self.interpreter}__{self.attack}__{self.framework}".replace("+", "plus")
+        return f"{model_label(self.model)}__{self.interpreter}__{self.attack}__{self.framework}".replace("+", "plus")
+
+
+def model_label(spec: str) -> str:
+    """A file-name-safe name of a model spec: a zoo name as it is; else its last path part with a short hash of
+    the whole spec (``/a/net.py:make`` -> ``net.py_make-1f0c3a2b``), so that two specs never share a name."""
+    if re.fullmatch(r"[A-Za-z0-9_.-]+", spec):
+        return spec
+    tail = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]).strip("_.")
+    return f"{tail or 'model'}-{hashlib.sha256(spec.encode()).hexdigest()[:8]}"
 
 
 def cell_path(out: Path, cell: Cell) -> Path:
@@ -52,11 +67,20 @@ def compute_cell(cell: Cell, data: str = "cifar10") -> tuple[dict[str, Any], dic
     from xaisec.data import load as load_data
     from xaisec.experiments.records import attack_record
     from xaisec.experiments.runner import correctly_classified, run_attack
-    from xaisec.models import load, spec
+    from xaisec.models import MODELS, load, spec
 
-    model = load(cell.model)
-    ds = correctly_classified(model, load_data(data if spec(cell.model).dataset == "cifar10" else
-                                               spec(cell.model).dataset, "test"), cell.n, seed=cell.seed)
+    if cell.model in MODELS and not cell.model_options:
+        model = load(cell.model)
+        source = load_data(data if spec(cell.model).dataset == "cifar10" else spec(cell.model).dataset, "test")
+    else:  # any model spec, loaded here in the worker; the data resized to its input and labels aligned
+        from types import SimpleNamespace
+
+        from xaisec.cli.common import data_from_args
+        from xaisec.models.loading import load_model_spec
+
+        model = load_model_spec(cell.model, **dict(cell.model_options))
+        source = data_from_args(SimpleNamespace(data=data, split="test", quiet=True), model)
+    ds = correctly_classified(model, source, cell.n, seed=cell.seed)
     x, y = ds.float_images(model.device), ds.labels.to(model.device)
     t0 = time.time()
     opts = dict(cell.options)
@@ -96,13 +120,23 @@ def _recorded_options(path: Path) -> list[list[Any]] | None:
         return None
 
 
+def _stamped(path: Path) -> bool:
+    """Whether a record carries the engine's settings stamp (then the engine re-runs it if the cell changed)."""
+    from xaisec.experiments.engine import STAMP
+
+    try:
+        return isinstance(json.loads(path.read_text()).get(STAMP), dict)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def run_grid(cells: list[Cell], out: str | Path, *, data: str = "cifar10", workers: int = 1,
              progress: bool = True, backend: str = "local", address: str | None = None) -> list[dict[str, Any]]:
     """Run every cell whose JSON is missing (on ``backend``, see :func:`xaisec.experiments.engine.run_tasks`);
     return all cells' records (read back from disk)."""
     out = Path(out)
     done = [c for c in cells if cell_path(out, c).exists()]
-    for c in done:
+    for c in [c for c in done if not _stamped(cell_path(out, c))]:  # the engine checks stamped records itself
         if (made := _recorded_options(cell_path(out, c))) != _options_list(c.options):
             log.warning("%s in %s was made with options %s, not %s; it is kept as it is (delete %s to re-run it)",
                         c.key, out, made, _options_list(c.options), cell_path(out, c))

@@ -1,6 +1,8 @@
 """Reproduction of JUAP (Ning et al. 2024) on CIFAR-10: ``xaisec bench reproduce --paper juap``.
 
-Cells (one JSON each under ``out/cells``, written atomically and skipped when present, so a run resumes):
+Cells (engine tasks, :mod:`xaisec.experiments.engine`: one JSON record each under ``out/cells``, written
+atomically by the driver and skipped when present, so a run resumes; each universal perturbation next to its
+record as ``<key>.safetensors`` with its card ``<key>.card.json``):
 
 * ``universal``: UAP and GAP (evaluated with every interpreter), R-JUAP and U-JUAP per interpreter (CAM,
   Grad-CAM, RTS) on the shipped ResNet-20 for L-inf 10/255 and L2 1.12, each for ``seeds`` noise seeds;
@@ -16,7 +18,7 @@ over seeds. ``quick=True`` is a small setting (few images and steps) that runs i
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import functools
 import logging
 import statistics
 import time
@@ -26,7 +28,8 @@ from typing import Any
 
 import torch
 
-from xaisec.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from xaisec.experiments.engine import Task, execute, write_outputs
+from xaisec.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -108,41 +111,33 @@ def build_cells(setting: Setting, seed: int = 0) -> list[Cell]:
     return cells
 
 
-def _data(out: Path, setting: Setting, seed: int) -> dict[str, torch.Tensor]:
-    """The training and test images (uint8) and labels, drawn once and cached in ``out/data.pt``."""
-    path = out / f"data_{setting.n_train}_{setting.n_test}_s{seed}.pt"
-    if path.exists():
-        return torch.load(path, weights_only=True)
-    import io
-
+@functools.lru_cache(maxsize=2)
+def _data(n_train: int, n_test: int, seed: int) -> dict[str, torch.Tensor]:
+    """The seeded training and test images (uint8) and labels (drawn once per process)."""
     from xaisec.data import load as load_data
 
-    train = load_data("cifar10", "train").sample(setting.n_train, seed=seed)
-    test = load_data("cifar10", "test").sample(setting.n_test, seed=seed + 1)
-    data = {"x_train": train.images, "y_train": train.labels, "x_test": test.images, "y_test": test.labels}
-    buf = io.BytesIO()
-    torch.save(data, buf)
-    atomic_write_bytes(path, buf.getvalue())
-    return data
+    train = load_data("cifar10", "train").sample(n_train, seed=seed)
+    test = load_data("cifar10", "test").sample(n_test, seed=seed + 1)
+    return {"x_train": train.images, "y_train": train.labels, "x_test": test.images, "y_test": test.labels}
 
 
 def cell_path(out: Path, cell: Cell) -> Path:
     return out / "cells" / f"{cell.key}.json"
 
 
-def run_cell(cell: Cell, out: Path, setting: Setting, data_seed: int, threads: int | None = None) -> dict[str, Any]:
-    """Run one cell and write its JSON; returns the record."""
+def compute_cell(cell: Cell, setting: Setting, data_seed: int) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Run one cell; returns its record and, for a universal cell, its perturbation (safetensors and JSON card
+    bytes). Writes nothing: the engine's driver does."""
     from xaisec.models import load
     from xaisec.universal import evaluate, train
 
-    if threads:
-        torch.set_num_threads(threads)
-    data = _data(out, setting, data_seed)
+    data = _data(setting.n_train, setting.n_test, data_seed)
     model = load(cell.model)
     x_tr, y_tr = data["x_train"].float() / 255, data["y_train"]
     x_te, y_te = data["x_test"].float() / 255, data["y_test"]
     t0 = time.time()
     record: dict[str, Any] = {"cell": asdict(cell), "key": cell.key, "setting": asdict(setting)}
+    blobs: dict[str, bytes] = {}
     if cell.kind == "universal":
         extra = {"max_passes": setting.uap_passes} if cell.method == "uap" else {
             "generator": cell.generator, "steps": setting.steps, "ngf": setting.ngf}
@@ -153,10 +148,10 @@ def run_cell(cell: Cell, out: Path, setting: Setting, data_seed: int, threads: i
         record["train"] = {"config": uap.config, "history": uap.history}
         record["norm_value"] = float(uap.perturbation.abs().max() if cell.norm == "linf" else uap.perturbation.norm())
         record["eval"] = {it: evaluate(uap, model, it, x_te, labels=y_te).summary() for it in cell.evaluate_with}
+        from xaisec.experiments.papers import saved_files
         from xaisec.universal.result import UniversalPerturbation
 
-        UniversalPerturbation(uap.perturbation, uap.method, uap.config).save(
-            out / "perturbations" / f"{cell.key}.safetensors")
+        blobs = saved_files(UniversalPerturbation(uap.perturbation, uap.method, uap.config))
     else:
         from xaisec.attacks import get
 
@@ -178,14 +173,21 @@ def run_cell(cell: Cell, out: Path, setting: Setting, data_seed: int, threads: i
             "linf": float(res.metrics["linf"].max()), "iterations": res.iterations}}
         record["norm_value"] = float(res.metrics["linf"].max())
     record["wall_seconds"] = time.time() - t0
-    atomic_write_json(cell_path(out, cell), record)
+    return record, blobs
+
+
+def cell_task(cell: Cell, setting: Setting, data_seed: int) -> Task:
+    """The engine task that computes ``cell`` (one CPU)."""
+    return Task(cell.key, "xaisec.experiments.juap:compute_cell",
+                (("cell", cell), ("setting", setting), ("data_seed", data_seed)))
+
+
+def run_cell(cell: Cell, out: Path, setting: Setting, data_seed: int, threads: int | None = None) -> dict[str, Any]:
+    """Compute one cell here and write its record (and perturbation) into ``out/cells``; returns the record."""
+    task = cell_task(cell, setting, data_seed)
+    record, blobs, _ = execute(task, threads)
+    write_outputs(Path(out) / "cells", task, record, blobs)
     return record
-
-
-def _worker(args: tuple[Cell, str, Setting, int]) -> str:
-    cell, out, setting, seed = args
-    run_cell(cell, Path(out), setting, seed, threads=1)
-    return cell.key
 
 
 def _label(c: dict[str, Any]) -> str:
@@ -270,32 +272,17 @@ def markdown(t: dict[str, Any], command: str) -> str:
 
 
 def reproduce(out: str | Path, *, quick: bool = False, seed: int = 0, workers: int = 1, progress: bool = True,
-              setting: Setting | None = None) -> dict[str, Any]:
-    """Run (or resume) every cell under ``out``; write ``tables.json`` and ``tables.md``; return the tables."""
-    import json
-
-    from tqdm.auto import tqdm
+              backend: str = "local", address: str | None = None, setting: Setting | None = None) -> dict[str, Any]:
+    """Run (or resume) every cell under ``out`` on ``backend`` (``workers`` cells at once, see
+    :func:`xaisec.experiments.engine.run_tasks`); write ``tables.json`` and ``tables.md``; return the tables."""
+    from xaisec.experiments.papers import run_cells
 
     out = Path(out)
     setting = setting or (QUICK if quick else FULL)
     cells = build_cells(setting, seed)
-    todo = [c for c in cells if not cell_path(out, c).exists()]
-    log.info("juap: %d of %d cells to run", len(todo), len(cells))
-    if todo:
-        _data(out, setting, seed)  # once, before any worker starts
-    bar = tqdm(total=len(todo), desc="juap cells", disable=not progress)
-    if workers <= 1:
-        for c in todo:
-            bar.set_postfix_str(c.key)
-            run_cell(c, out, setting, seed)
-            bar.update(1)
-    else:
-        with cf.ProcessPoolExecutor(max_workers=workers) as pool:
-            for f in cf.as_completed([pool.submit(_worker, (c, str(out), setting, seed)) for c in todo]):
-                bar.set_postfix_str(f.result())
-                bar.update(1)
-    bar.close()
-    records = [json.loads(cell_path(out, c).read_text()) for c in cells]
+    found = run_cells([cell_task(c, setting, seed) for c in cells], out, backend=backend, workers=workers,
+                      address=address, progress=progress, desc="juap cells")
+    records = [found[c.key] for c in cells]
     t = tables(records, setting.lam)
     t["setting"] = asdict(setting)
     atomic_write_json(out / "tables.json", t)
@@ -304,4 +291,5 @@ def reproduce(out: str | Path, *, quick: bool = False, seed: int = 0, workers: i
     return t
 
 
-__all__ = ["FULL", "QUICK", "Cell", "Setting", "build_cells", "markdown", "reproduce", "run_cell", "tables"]
+__all__ = ["FULL", "QUICK", "Cell", "Setting", "build_cells", "cell_task", "compute_cell", "markdown", "reproduce",
+           "run_cell", "tables"]

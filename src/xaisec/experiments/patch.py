@@ -13,7 +13,8 @@ and VGG-11, on correctly classified CIFAR-10 test images with a random other tar
 Grad-CAM layers: ResNet-20 ``layer3`` (8x8, its last conv block, followed by GAP + linear, so an 8 px patch is
 2x2 cells); VGG-11 ``features.13`` (the last 8x8 ReLU, before the third max-pool), not its last 4x4 map
 (``features``), where an 8 px patch is a single cell and a 4 px patch a quarter cell: the 8x8 layer gives both
-models the same map geometry. One JSON file per finished cell under ``out/cells``; a rerun skips them.
+models the same map geometry. Every cell is an engine task (:mod:`xaisec.experiments.engine`, ``--backend
+local|ray``): one JSON record per finished cell under ``out/cells``, written by the driver; a rerun skips them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 import torch
 
+from xaisec.experiments.engine import Task
 from xaisec.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -64,33 +66,43 @@ def cell_summary(res: Any) -> dict[str, Any]:
     }
 
 
-def run_cell(out: Path, model_name: str, config: str, *, quick: bool, seed: int, progress: bool) -> dict[str, Any]:
-    """Run (or read back) one model x configuration cell."""
-    path = out / "cells" / f"{model_name}_{config}.json"
-    if path.exists():
-        import json
-
-        return json.loads(path.read_text())
-    from xaisec.data import load as load_data
-    from xaisec.experiments.runner import correctly_classified, run_attack
-    from xaisec.models import load
-
+def cell_task(model_name: str, config: str, *, quick: bool, seed: int) -> Task:
+    """The engine task of one model x configuration cell, with the settings of FULL / QUICK and MODELS."""
     base = dict(QUICK if quick else FULL)
     mcfg = MODELS[model_name]
     steps = base.pop("steps", None) or mcfg["steps"]
     n = base.pop("n", None) or mcfg["n"]
+    return Task(f"{model_name}_{config}", "xaisec.experiments.patch:compute_cell", (
+        ("model_name", model_name), ("config", config), ("seed", seed), ("n", n), ("steps", steps),
+        ("layer", mcfg["layer"]), ("batch_size", mcfg["batch_size"]), ("options", base)))
+
+
+def compute_cell(model_name: str, config: str, seed: int, n: int, steps: int, layer: str, batch_size: int,
+                 options: dict[str, Any]) -> dict[str, Any]:
+    """Attack ``n`` correctly classified test images with the ``config`` patch; returns the cell's row."""
+    from xaisec.data import load as load_data
+    from xaisec.experiments.runner import correctly_classified, run_attack
+    from xaisec.models import load
+
     model = load(model_name, device="cpu")
     data = correctly_classified(model, load_data("cifar10", "test"), n, seed=seed)
     x, y = data.float_images(model.device), data.labels.to(model.device)
     t0 = time.perf_counter()
-    iopts = {"layer": mcfg["layer"], "detach_weights": CONFIGS[config]["map_mode"] != "none"}
-    res = run_attack(model, "gradcam", "patch", x, y, batch_size=mcfg["batch_size"], seed=seed, progress=progress,
-                     interpreter_options=iopts, steps=steps, **base, **CONFIGS[config])
-    row = {"model": model_name, "config": config, "layer": mcfg["layer"], "steps": steps, **base,
+    iopts = {"layer": layer, "detach_weights": CONFIGS[config]["map_mode"] != "none"}
+    res = run_attack(model, "gradcam", "patch", x, y, batch_size=batch_size, seed=seed, progress=False,
+                     interpreter_options=iopts, steps=steps, **options, **CONFIGS[config])
+    row = {"model": model_name, "config": config, "layer": layer, "steps": steps, **options,
            **CONFIGS[config], **cell_summary(res), "wall_seconds": time.perf_counter() - t0}
-    atomic_write_json(path, row)
     log.info("patch %s %s: success %.2f mass %.3f", model_name, config, row["success"], row["patch_mass"])
     return row
+
+
+def run_cell(out: Path, model_name: str, config: str, *, quick: bool, seed: int, progress: bool = False
+             ) -> dict[str, Any]:
+    """Run (or read back) one model x configuration cell here."""
+    from xaisec.experiments.papers import run_here
+
+    return run_here(Path(out), cell_task(model_name, config, quick=quick, seed=seed))
 
 
 # train_split "test": disjoint random parts of the test split (decoding the 50,000-image train split costs as much
@@ -101,24 +113,27 @@ UNIVERSAL_QUICK = {"train": 64, "test": 32, "epochs": 1, "batch_size": 32, "step
                    "train_split": "test"}
 
 
-def run_universal_cell(out: Path, map_mode: str, *, quick: bool, seed: int, progress: bool,
-                       model_name: str = "cifar10_resnet20", **overrides: Any) -> dict[str, Any]:
-    """Train one universal 8 px top-right patch (``map_mode`` hide / attract / none) on CIFAR-10 training images
-    and score it on test images (target-class images left out); one resumable cell. The patch is saved next
-    to the cell (safetensors + JSON card)."""
+def universal_task(map_mode: str, *, quick: bool, seed: int, model_name: str = "cifar10_resnet20",
+                   **overrides: Any) -> Task:
+    """The engine task of one universal-patch cell (settings: UNIVERSAL_FULL / UNIVERSAL_QUICK, ``overrides``)."""
     cfg = {**(UNIVERSAL_QUICK if quick else UNIVERSAL_FULL), **overrides}
     tag = f"universal_{model_name}_{map_mode}_{cfg.get('train_split', 'train')}{cfg['train']}x{cfg['epochs']}"
-    path = out / "cells" / f"{tag}.json"
-    if path.exists():
-        import json
+    return Task(tag, "xaisec.experiments.patch:compute_universal_cell", (
+        ("model_name", model_name), ("map_mode", map_mode), ("seed", seed), ("cfg", cfg),
+        ("layer", MODELS[model_name]["layer"])))
 
-        return json.loads(path.read_text())
+
+def compute_universal_cell(model_name: str, map_mode: str, seed: int, cfg: dict[str, Any], layer: str
+                           ) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Train one universal 8 px top-right patch (``map_mode`` hide / attract / none) on CIFAR-10 training images
+    and score it on test images (target-class images left out); returns the row and the patch (safetensors and
+    JSON card bytes, written next to the record)."""
     from xaisec.data import load as load_data
+    from xaisec.experiments.papers import saved_files
     from xaisec.models import load
     from xaisec.universal.patch import evaluate_universal_patch, train_universal_patch
 
     model = load(model_name, device="cpu")
-    layer = MODELS[model_name]["layer"]
     if cfg.get("train_split", "train") == "test":
         # one decoded split: disjoint random parts of the test split for training and scoring
         pool = load_data("cifar10", "test")
@@ -132,16 +147,24 @@ def run_universal_cell(out: Path, map_mode: str, *, quick: bool, seed: int, prog
     patch = train_universal_patch(model, train, target_class=target, size=0.25, ratio=1.0, position="top-right",
                                   map_mode=map_mode, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                                   step_size=cfg["step_size"], final_step=cfg["final_step"], layer=layer, seed=seed,
-                                  progress=progress)
+                                  progress=False)
     train_s = time.perf_counter() - t0
-    patch.save(out / "cells" / f"{tag}.safetensors")
     res = evaluate_universal_patch(model, patch, test, layer=layer, seed=seed)
     row = {"model": model_name, "config": f"universal-{map_mode}", "layer": layer, "size": 0.25, "ratio": 1.0,
            "map_mode": map_mode, "target_class": target, **cfg, **cell_summary(res), "train_seconds": train_s,
            "wall_seconds": time.perf_counter() - t0}
-    atomic_write_json(path, row)
     log.info("universal patch %s: success %.3f mass %.3f", map_mode, row["success"], row["patch_mass"])
-    return row
+    return row, saved_files(patch)
+
+
+def run_universal_cell(out: Path, map_mode: str, *, quick: bool, seed: int, progress: bool = False,
+                       model_name: str = "cifar10_resnet20", **overrides: Any) -> dict[str, Any]:
+    """Run (or read back) one universal-patch cell here; the patch is saved next to the cell record
+    (``<key>.safetensors`` + ``<key>.card.json``)."""
+    from xaisec.experiments.papers import run_here
+
+    return run_here(Path(out), universal_task(map_mode, quick=quick, seed=seed, model_name=model_name,
+                                              **overrides))
 
 
 def _fmt(v: Any, pct: bool = False) -> str:
@@ -167,19 +190,25 @@ def markdown(tables: dict[str, Any]) -> str:
 
 
 def reproduce(out: str | Path, *, quick: bool = False, seed: int = 0, workers: int = 1, progress: bool = True,
+              backend: str = "local", address: str | None = None,
               models: tuple[str, ...] | list[str] = tuple(MODELS),
               configs: tuple[str, ...] | list[str] = tuple(CONFIGS),
               universal: tuple[str, ...] | list[str] = ("none", "hide")) -> dict[str, Any]:
-    """Run (or resume) the grid into ``out``; returns the tables (also out/tables.json and out/tables.md).
+    """Run (or resume) the grid into ``out`` on ``backend`` (``workers`` cells at once, see
+    :func:`xaisec.experiments.engine.run_tasks`); returns the tables (also out/tables.json and out/tables.md).
 
     ``universal``: the map modes of the universal-patch cells on ResNet-20 (5,000 training / 1,000 scored images,
     disjoint parts of the test split, 3 epochs; ``()`` for none).
     ``quick``: 8 images, 10 steps, and a 64-image universal patch (a smoke run).
-    ``workers`` is accepted for the common signature; cells run one after another, each one batched attack.
     """
+    from xaisec.experiments.papers import run_cells, without_stamp
+
     out = Path(out)
-    rows = [run_cell(out, m, c, quick=quick, seed=seed, progress=progress) for m in models for c in configs]
-    rows += [run_universal_cell(out, mode, quick=quick, seed=seed, progress=progress) for mode in universal]
+    tasks = [cell_task(m, c, quick=quick, seed=seed) for m in models for c in configs]
+    tasks += [universal_task(mode, quick=quick, seed=seed) for mode in universal]
+    found = run_cells(tasks, out, backend=backend, workers=workers, address=address, progress=progress,
+                      desc="patch cells")
+    rows = [without_stamp(found[t.key]) for t in tasks]
     tables = {"paper": "patch", "seed": seed, "quick": quick, "command": COMMAND + (" --quick" if quick else ""),
               "rows": rows}
     atomic_write_json(out / "tables.json", tables)
@@ -187,4 +216,5 @@ def reproduce(out: str | Path, *, quick: bool = False, seed: int = 0, workers: i
     return tables
 
 
-__all__ = ["CONFIGS", "MODELS", "reproduce", "run_cell"]
+__all__ = ["CONFIGS", "MODELS", "cell_task", "compute_cell", "compute_universal_cell", "reproduce", "run_cell",
+           "run_universal_cell", "universal_task"]

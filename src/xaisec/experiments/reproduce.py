@@ -26,6 +26,10 @@ INTERPRETERS = ("grad", "cam", "gradcam", "rts", "mask")
 ATTACKS = ("pgd", "adv2", "advedge", "advedge+")
 MAIN_MODEL = "cifar10_resnet20"
 TABLE_KEYS = ("success", "confidence", "l1", "iou", "noise_rate", "seconds_per_image")
+# ``xaisec bench reproduce --quick`` (and ``run_paper("adv2", quick=True)``): the ResNet-20, three fast
+# interpreters, every attack on the pgd framework, 8 images, a tenth of the papers' steps
+QUICK: dict[str, Any] = {"models": [MAIN_MODEL], "interpreters": ("cam", "gradcam", "grad"), "attacks": ATTACKS,
+                         "frameworks": ("pgd",), "n": 8, "n_small": 8, "steps_scale": 0.1}
 
 
 def available_models() -> list[str]:
@@ -36,12 +40,17 @@ def available_models() -> list[str]:
 
 def build_cells(models: list[str], interpreters: tuple[str, ...] = INTERPRETERS, *, n: int = 100, n_small: int = 32,
                 steps_scale: float = 0.25, seed: int = 0, attacks: tuple[str, ...] = ATTACKS,
-                frameworks: tuple[str, ...] = ("pgd", "cw", "stadv"), mask_restarts: int = 1) -> list[Cell]:
+                frameworks: tuple[str, ...] = ("pgd", "cw", "stadv"), mask_restarts: int = 1,
+                model_options: dict[str, Any] | None = None) -> list[Cell]:
     """The grid: every model x interpreter x attack on the pgd framework; the other frameworks on the
     ResNet-20 only (and not for MASK, whose bilevel attack is PGD-based). ``mask_restarts`` > 1 gives the
-    bilevel MASK attacks (not the plain pgd baseline) that many restarts."""
+    bilevel MASK attacks (not the plain pgd baseline) that many restarts. ``models`` are any model specs
+    (:func:`xaisec.models.loading.load_model_spec`); ``model_options`` (weights, card fields, None values
+    dropped) go to the loading of every one of them."""
     if mask_restarts < 1:
         raise XaisecError(f"mask_restarts must be >= 1, got {mask_restarts}")
+    mopts = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                         for k, v in (model_options or {}).items() if v is not None))
     restarts: tuple = (("restarts", mask_restarts),) if mask_restarts > 1 else ()
     cells = []
     for model in models:
@@ -52,7 +61,7 @@ def build_cells(models: list[str], interpreters: tuple[str, ...] = INTERPRETERS,
                 extra = restarts if interp == "mask" and attack != "pgd" else ()
                 for fw in frameworks:
                     if fw == "pgd" or (model == MAIN_MODEL and interp != "mask"):
-                        cells.append(Cell(model, interp, attack, fw, size, steps_scale, seed, opts + extra))
+                        cells.append(Cell(model, interp, attack, fw, size, steps_scale, seed, opts + extra, mopts))
     return cells
 
 
@@ -89,6 +98,8 @@ def transferability(out: Path, cells: list[Cell], interpreters: tuple[str, ...])
     from xaisec.metrics import map_iou, map_l1
     from xaisec.models import load
 
+    if not any(c.model == MAIN_MODEL and c.attack == "adv2" and c.framework == "pgd" for c in cells):
+        return {}
     model = load(MAIN_MODEL)
     interps = {}
     for name in interpreters:
@@ -140,20 +151,39 @@ def transfer_markdown(matrix: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def _read_records(folder: Path) -> list[dict[str, Any]]:
+    """Every cell record in ``folder``; an unreadable one (e.g. of a cell outside this selection, which the
+    engine did not re-run) is named in a warning and left out of the tables."""
+    records = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+            _ = rec["config"]["cell"]["model"]  # a cell record names its cell
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s is not a readable cell record (%s: %s); left out of the tables (delete it, or rerun "
+                        "with its cell selected)", path, type(exc).__name__, exc)
+            continue
+        records.append(rec)
+    return records
+
+
 def reproduce(out: str | Path, *, models: list[str] | None = None, interpreters: tuple[str, ...] = INTERPRETERS,
               attacks: tuple[str, ...] = ATTACKS, frameworks: tuple[str, ...] = ("pgd", "cw", "stadv"),
               n: int = 100, n_small: int = 32, steps_scale: float = 0.25, seed: int = 0, workers: int = 1,
               data: str = "cifar10", progress: bool = True, mask_restarts: int = 1, backend: str = "local",
-              address: str | None = None) -> dict[str, Any]:
+              address: str | None = None, model_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run (or resume) the grid and write ``results.json`` and ``results.md`` into ``out``. The tables hold
-    every cell finished in ``out``, also those of earlier runs with other selections."""
+    every cell finished in ``out``, also those of earlier runs with other selections. ``models``: zoo names or
+    any other model spec, each loaded with ``model_options`` (see :func:`build_cells`)."""
     out = Path(out)
     models = models or available_models()
     cells = build_cells(models, interpreters, n=n, n_small=n_small, steps_scale=steps_scale, seed=seed,
-                        attacks=attacks, frameworks=frameworks, mask_restarts=mask_restarts)
+                        attacks=attacks, frameworks=frameworks, mask_restarts=mask_restarts,
+                        model_options=model_options)
     run_grid(cells, out, data=data, workers=workers, progress=progress, backend=backend, address=address)
-    records = sorted((json.loads(p.read_text()) for p in (out / "cells").glob("*.json")), key=_order)
-    done = [Cell(**{**r["config"]["cell"], "options": tuple(tuple(o) for o in r["config"]["cell"]["options"])})
+    records = sorted(_read_records(out / "cells"), key=_order)
+    done = [Cell(**{**r["config"]["cell"], "options": tuple(tuple(o) for o in r["config"]["cell"]["options"]),
+                    "model_options": tuple(tuple(o) for o in r["config"]["cell"].get("model_options", ()))})
             for r in records]
     matrix = transferability(out, done, tuple(dict.fromkeys(c.interpreter for c in done)))
     summary = {"cells": [{"cell": r["config"]["cell"], "n": r["n"], "mean": r["mean"]} for r in records],
@@ -163,6 +193,8 @@ def reproduce(out: str | Path, *, models: list[str] | None = None, interpreters:
           + markdown_table(records) + "\n\n## Interpreter transferability (ADV^2 on the ResNet-20)\n\n"
           + transfer_markdown(matrix) + "\n")
     atomic_write_text(out / "results.md", md)
+    atomic_write_json(out / "tables.json", summary)  # the names every paper's folder uses (index.html)
+    atomic_write_text(out / "tables.md", md)
     return summary
 
 

@@ -13,21 +13,23 @@ shipped weights (``cifar10_resnet20_at``, ``cifar10_resnet20_introbust``) it mea
   ADV^2 maps on the AID RTS and on the normal RTS, the L1 of a plain PGD attack's maps on the normal RTS,
   and the L1 between the two networks' benign maps.
 
-Each measurement is one cell, ``cells/<name>.json``, written atomically and skipped when present (resume).
+Each measurement is one cell, an engine task (:mod:`xaisec.experiments.engine`, ``--backend local|ray``) whose
+record ``cells/<name>.json`` the driver writes atomically; it is skipped when present (resume).
 Tables: ``tables.json`` and ``tables.md``. ``quick``: fewer images and steps (stated in the tables).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from xaisec.experiments.engine import Task
 from xaisec.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -47,25 +49,13 @@ def settings(quick: bool) -> dict[str, Any]:
             "eps": list(EPS)}
 
 
-def _cell(out: Path, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    path = out / "cells" / f"{name}.json"
-    if path.exists():
-        import json
-
-        return json.loads(path.read_text())
-    t0 = time.time()
-    row = fn()
-    row["seconds"] = round(time.time() - t0, 1)
-    atomic_write_json(path, row)
-    log.info("robust-training cell %s: %s", name, row)
-    return row
-
-
 def _finite(v: float) -> float | None:
     return None if v is None or not math.isfinite(v) else float(v)
 
 
+@functools.lru_cache(maxsize=2)
 def _test_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` seeded CIFAR-10 test images (float (n, 3, 32, 32) in [0, 1]) and labels (drawn once per process)."""
     from xaisec.data import load as load_data
 
     ds = load_data("cifar10", "test")
@@ -167,46 +157,89 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def reproduce(out: str | Path, *, quick: bool = False, seed: int = 0, workers: int = 1,
-              progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) every cell into ``out``; returns the tables (also ``tables.json`` / ``tables.md``)."""
-    from xaisec.models import load, shipped_weights
+def cell_task(name: str, kind: str, model_name: str, *, seed: int, n_all: int, **params: Any) -> Task:
+    """The engine task of one measurement (``kind``: clean, pgd, tau, attack or aid; see :func:`compute_cell`)."""
+    return Task(name, "xaisec.experiments.robust_training:compute_cell", (
+        ("kind", kind), ("model_name", model_name), ("seed", seed), ("n_all", n_all), *sorted(params.items())))
+
+
+def compute_cell(kind: str, model_name: str, seed: int, n_all: int, **p: Any) -> dict[str, Any]:
+    """One measurement on the first images of ``n_all`` seeded test images; returns its record.
+
+    clean: accuracy on ``n_clean`` images; pgd / tau: PGD accuracy / mean Kendall tau at ``eps``/255 with ``steps``
+    on ``n`` images; attack: success of ``attack`` (steps x ``steps_scale``) on the first ``n_attack`` correctly
+    classified images; aid: :func:`aid_cells` on those of the normal model."""
+    from xaisec.models import load
+
+    t0 = time.time()
+    x_all, y_all = _test_images(n_all, seed)
+    model = load(model_name)
+    model.requires_grad_(False)
+    if kind == "clean":
+        row = {"accuracy": clean_accuracy(model, x_all[: p["n_clean"]], y_all[: p["n_clean"]]),
+               "images": min(p["n_clean"], len(y_all))}
+    elif kind in ("pgd", "tau"):
+        x, y = x_all[: p["n"]], y_all[: p["n"]]
+        if kind == "pgd":
+            row = {"accuracy": pgd_accuracy(model, x, y, p["eps"] / 255, p["steps"], seed), "images": len(y)}
+        else:
+            row = mean_tau(model, x, y, p["eps"] / 255, p["steps"], seed)
+    elif kind == "attack":
+        xa, ya = _correct(model, x_all, y_all, p["n_attack"])
+        row = attack_success(model, p["attack"], xa, ya, p["steps_scale"], seed)
+    elif kind == "aid":
+        xa, ya = _correct(model, x_all, y_all, p["n_attack"])
+        row = aid_cells(xa, ya, p["steps_scale"], seed)
+    else:
+        raise ValueError(f"unknown robust-training cell kind {kind!r}")
+    row["seconds"] = round(time.time() - t0, 1)
+    log.info("robust-training cell %s %s: %s", model_name, kind, row)
+    return row
+
+
+def reproduce(out: str | Path, *, quick: bool = False, seed: int = 0, workers: int = 1, progress: bool = True,
+              backend: str = "local", address: str | None = None) -> dict[str, Any]:
+    """Run (or resume) every cell into ``out`` on ``backend`` (``workers`` cells at once, see
+    :func:`xaisec.experiments.engine.run_tasks`); returns the tables (also ``tables.json`` / ``tables.md``)."""
+    from xaisec.experiments.papers import run_cells
+    from xaisec.interpreters.rts import rts_weights_path
+    from xaisec.models import shipped_weights
     from xaisec.models.weights import model_card
 
-    del workers, progress  # cells run one after another; each is short
     out = Path(out)
-    (out / "cells").mkdir(parents=True, exist_ok=True)
     cfg = settings(quick)
     models = [NORMAL] + [m for m in ROBUST if shipped_weights(m) is not None]
     missing = [m for m in ROBUST if m not in models]
-    x_all, y_all = _test_images(max(cfg["n_clean"], cfg["n"], 4 * cfg["n_attack"]), seed)
+    common = {"seed": seed, "n_all": max(cfg["n_clean"], cfg["n"], 4 * cfg["n_attack"])}
+    tasks = []
+    for name in models:
+        tasks.append(cell_task(f"{name}_clean", "clean", name, n_clean=cfg["n_clean"], **common))
+        for e in cfg["eps"]:
+            tasks.append(cell_task(f"{name}_pgd_eps{e}", "pgd", name, n=cfg["n"], eps=e, steps=cfg["pgd_steps"],
+                                   **common))
+            if e > 0:
+                tasks.append(cell_task(f"{name}_tau_eps{e}", "tau", name, n=cfg["n"], eps=e, steps=cfg["tau_steps"],
+                                       **common))
+        for attack in ("advedge", "adv2"):
+            tasks.append(cell_task(f"{name}_{attack}", "attack", name, attack=attack, n_attack=cfg["n_attack"],
+                                   steps_scale=cfg["steps_scale"], **common))
+    aid = rts_weights_path(AID).is_file()
+    if aid:
+        tasks.append(cell_task("aid_rts", "aid", NORMAL, n_attack=cfg["n_attack"], steps_scale=cfg["steps_scale"],
+                               **common))
+    rec = run_cells(tasks, out, backend=backend, workers=workers, address=address, progress=progress,
+                    desc="robust-training cells")
     tables: dict[str, Any] = {"settings": cfg, "seed": seed, "models": models, "missing": missing, "rows": {}}
     for name in models:
-        model = load(name)
-        model.requires_grad_(False)
-        row: dict[str, Any] = {"card_defense": (model_card(name) or {}).get("defense")}
-        row["clean"] = _cell(out, f"{name}_clean", lambda m=model: {
-            "accuracy": clean_accuracy(m, x_all[: cfg["n_clean"]], y_all[: cfg["n_clean"]]),
-            "images": min(cfg["n_clean"], len(y_all))})["accuracy"]
-        x, y = x_all[: cfg["n"]], y_all[: cfg["n"]]
+        row: dict[str, Any] = {"card_defense": (model_card(name) or {}).get("defense"),
+                               "clean": rec[f"{name}_clean"]["accuracy"]}
         for e in cfg["eps"]:
-            eps = e / 255
-            row[f"pgd_{e}"] = _cell(out, f"{name}_pgd_eps{e}", lambda m=model, eps=eps, x=x, y=y: {
-                "accuracy": pgd_accuracy(m, x, y, eps, cfg["pgd_steps"], seed), "images": len(y)})["accuracy"]
-            row[f"tau_{e}"] = _cell(out, f"{name}_tau_eps{e}", lambda m=model, eps=eps, x=x, y=y: mean_tau(
-                m, x, y, eps, cfg["tau_steps"], seed))["tau"] if e > 0 else None
-        xa, ya = _correct(model, x_all, y_all, cfg["n_attack"])
+            row[f"pgd_{e}"] = rec[f"{name}_pgd_eps{e}"]["accuracy"]
+            row[f"tau_{e}"] = rec[f"{name}_tau_eps{e}"]["tau"] if e > 0 else None
         for attack in ("advedge", "adv2"):
-            row[attack] = _cell(out, f"{name}_{attack}", lambda m=model, a=attack, xa=xa, ya=ya: attack_success(
-                m, a, xa, ya, cfg["steps_scale"], seed))["success"]
+            row[attack] = rec[f"{name}_{attack}"]["success"]
         tables["rows"][name] = row
-    from xaisec.interpreters.rts import rts_weights_path
-
-    if rts_weights_path(AID).is_file():
-        xa, ya = _correct(load(NORMAL), x_all, y_all, cfg["n_attack"])
-        tables["aid"] = _cell(out, "aid_rts", lambda: aid_cells(xa, ya, cfg["steps_scale"], seed))
-    else:
-        tables["aid"] = None
+    tables["aid"] = rec["aid_rts"] if aid else None
     atomic_write_json(out / "tables.json", tables)
     atomic_write_text(out / "tables.md", render(tables))
     return tables
@@ -238,4 +271,4 @@ def render(tables: dict[str, Any]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-__all__ = ["render", "reproduce", "settings"]
+__all__ = ["cell_task", "compute_cell", "render", "reproduce", "settings"]
