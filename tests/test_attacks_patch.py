@@ -111,6 +111,8 @@ def test_other_cam_interpreters_and_non_cam_with_none(tiny_model, tiny_batch) ->
     ({"preset": "le2022"}, "unknown patch preset"),
     ({"map_mode": "steer"}, "unknown map_mode"),
     ({"target_class": "untargeted"}, "targeted"),
+    ({"loss": "hinge"}, "unknown patch loss"),
+    ({"kappa": -1.0}, "kappa"),
 ])
 def test_bad_options(tiny_model, options, match) -> None:
     with pytest.raises(XaisecError, match=match):
@@ -180,3 +182,26 @@ def test_cli_attack_patch_writes_results_and_outlined_report(tmp_path) -> None:
     assert "patch_mass" in record["mean"] and "patch" in (out / "report.html").read_text()
     res = run_cli("attack", "--attack", "patch", "--eps", "8/255", "--samples", "cifar10", "--out", str(out))
     assert res.returncode == 2 and "--patch-" in res.stderr
+
+
+def test_margin_loss_values() -> None:
+    from xaisec.attacks.patch import class_loss
+
+    z = torch.tensor([[1.0, 3.0, 0.0], [0.0, 9.0, 2.0]])
+    t = torch.tensor([0, 1])
+    assert torch.allclose(class_loss(z, t, "margin", kappa=5.0), torch.tensor([2.0, -5.0]))
+    assert torch.allclose(class_loss(z, t, "margin", kappa=10.0), torch.tensor([2.0, -7.0]))
+    assert torch.allclose(class_loss(z, t, "ce"), torch.nn.functional.cross_entropy(z, t, reduction="none"))
+
+
+def test_margin_loss_with_adam_raises_target_logit(tiny_model, tiny_batch) -> None:
+    x, y = tiny_batch
+    res = _attack(tiny_model, "none", steps=15, optimizer="adam", step_size=0.2, final_step=0.05, loss="margin")(x, y)
+    outside = (~res.maps_target.bool()).unsqueeze(1).expand_as(x)
+    assert torch.equal(res.x_adv[outside], x[outside])
+    assert res.config["loss"] == "margin" and res.config["optimizer"] == "adam"
+    with torch.no_grad():
+        t = res.target.view(-1, 1)
+        before = tiny_model(x).log_softmax(1).gather(1, t)
+        after = tiny_model(res.x_adv).log_softmax(1).gather(1, t)
+    assert float((after - before).mean()) > 0

@@ -14,7 +14,8 @@ from xaisec.utils.checks import XaisecError
 
 
 def cell_record(model: str, interp: str, *, iou: float, l1: float = 0.05, success: float = 1.0, n: int = 8,
-                attack: str = "adv2", framework: str = "pgd", steps_scale: float = 0.25, eps: float = 8 / 255) -> dict:
+                attack: str = "adv2", framework: str = "pgd", steps_scale: float = 0.25, eps: float = 8 / 255,
+                images: list | None = None) -> dict:
     """A minimal cell record in the format of the adv2 reproduction grid."""
     return {
         "config": {"attack": attack, "framework": framework, "eps": eps, "target_class": "random",
@@ -24,6 +25,7 @@ def cell_record(model: str, interp: str, *, iou: float, l1: float = 0.05, succes
         "versions": {"xaisec": "0.0.test", "torch": torch.__version__},
         "seed": 0, "n": n, "iterations": 400,
         "mean": {"success": success, "iou": iou, "l1": l1, "seconds_per_image": 1.5},
+        **({"images": images} if images is not None else {}),
     }
 
 
@@ -42,10 +44,12 @@ def grid(tmp_path):
     write_cells(g, [
         cell_record("model_a", "grad", iou=0.6, l1=0.04), cell_record("model_a", "cam", iou=0.9, l1=0.02),
         cell_record("model_a", "gradcam", iou=0.9, l1=0.02), cell_record("model_a", "rts", iou=0.1, l1=0.3),
-        cell_record("model_b", "grad", iou=0.3, l1=0.08, success=0.5), cell_record("model_b", "cam", iou=0.5),
+        cell_record("model_b", "grad", iou=0.3, l1=0.08, success=0.5, n=2,
+                    images=[{"success": 1.0, "iou": 0.1}, {"success": 0.0, "iou": 0.5}]),
+        cell_record("model_b", "cam", iou=0.5),
         cell_record("model_b", "gradcam", iou=0.4),
         cell_record("model_b", "cam", iou=0.99, attack="pgd"),
-        cell_record("model_c", "cam", iou=0.99, steps_scale=1.0),
+        cell_record("model_c", "cam", iou=0.99, steps_scale=1.0), cell_record("model_c", "grad", iou=0.9, eps="8/255"),
     ])
     (g / "results.json").write_text(json.dumps({"cells": [], "transferability": {}}))
     return g
@@ -62,7 +66,8 @@ def test_build_from_cells_one_entry_per_model_ranked_by_mean_iou(grid, tmp_path)
     assert b["rank"] == 1 and math.isclose(b["mean_success"], (0.5 + 1 + 1) / 3)
     assert b["interpreters"]["cam"]["iou"] == 0.5  # the adv2 cell, not the pgd one
     assert b["clean_accuracy"] is None and b["xaisec_version"] == "0.0.test"
-    assert b["made"]["n_images"]["adv2"] == {"grad": 8, "cam": 8, "gradcam": 8}
+    assert b["made"]["n_images"]["adv2"] == {"grad": 2, "cam": 8, "gradcam": 8}
+    assert b["interpreters"]["grad"]["iou_successful"] == 0.1 and b["interpreters"]["cam"]["iou_successful"] is None
     on_disk = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
     assert on_disk["threat_model"]["eps"] == 8 / 255 and on_disk["threat_model"]["accuracy_attack"]["steps"] == 20
     assert [e["name"] for e in on_disk["entries"]] == names
@@ -91,7 +96,7 @@ def test_nothing_usable_is_an_error_naming_the_bad_files(tmp_path):
     with pytest.raises(XaisecError, match="no usable ADV\\^2 cell records"):
         lb.build([empty], tmp_path / "lb", accuracy=False)
     (empty / "x.json").write_text("garbage")
-    with pytest.raises(XaisecError, match="x.json"):
+    with pytest.raises(XaisecError, match=r"x\.json"):
         lb.build([empty], tmp_path / "lb", accuracy=False)
     with pytest.raises(XaisecError, match="does not exist"):
         lb.build([tmp_path / "nowhere"], tmp_path / "lb", accuracy=False)
@@ -160,7 +165,7 @@ def test_evaluate_is_seeded_resumable_and_skips_a_missing_rts(trained_tiny, shap
           "steps_scale": 0.02, "seed": 1, "command": "test"}
     with caplog.at_level(logging.WARNING):
         e1 = lb.evaluate(trained_tiny, shapes, cache=tmp_path / "c1", **kw)
-    assert "no rts" in caplog.text and set(e1["interpreters"]) == {"grad", "cam"}
+    assert "rts is skipped" in caplog.text and set(e1["interpreters"]) == {"grad", "cam"}
     e2 = lb.evaluate(trained_tiny, shapes, cache=tmp_path / "c2", **kw)
     assert numbers(e1) == numbers(e2)
     assert e1["made"]["command"] == "test" and e1["made"]["n_images"]["adv2"] == {"grad": 2, "cam": 2}

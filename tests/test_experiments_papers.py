@@ -100,7 +100,7 @@ class _Fakes:
                                                              "pgd_l1_normal_rts": 0.2, "benign_l1_aid_vs_normal": 0.0}
                 }[kind]
 
-    def defenses(self, part, quick, seed, folder, upstream=None, **a):
+    def defenses(self, part, seed, folder, uses, upstream=None, **a):
         self._called(f"{part}_{a}")
         out = Path(folder.path)
         if part == "calibration":
@@ -108,6 +108,7 @@ class _Fakes:
             return {"thresholds": thr, "n_calibration": 8, "fpr": 0.05}, {"detector.json": b'{"fake": 1}'}
         if part == "fs":
             assert (out / "squeeze_detector.json").exists() and len(a["thresholds"]) == 8  # stage 1 came first
+            assert set(uses) == {"n_cal", "n_eval", "steps_scale", "adaptive_sets", "batch"}
             return {"interpreter": a["interp"], "attack": a["attack"], "adaptive": a["adaptive_set"], "n": 4,
                     "n_success": 3, "success": 0.75, "iou": _u(a["interp"], a["attack"]), "l1": 0.2,
                     "detection": {"joint": _u(a["interp"], a["adaptive_set"])}}, {"safetensors": b"adv"}
@@ -221,11 +222,12 @@ def test_an_interrupted_grid_resumes_to_the_tables_of_an_uninterrupted_one(name,
 def test_defense_stages_run_in_order_and_a_changed_setting_reruns_its_cells_and_their_readers(
         tmp_path, fakes, spy, monkeypatch):
     t = run_paper("defenses", tmp_path, quick=True, progress=False)
-    assert [n for n, _, _ in spy] == [1 + 2 + 2 + 1, 6 + 1, 10, 2]  # the quick setting's four stages
-    assert (tmp_path / "squeeze_detector.json").read_bytes() == b'{"fake": 1}'
-    assert len(t["feature_squeezing"]) == 6 and len(t["ensemble_detector"]) == 10 and len(t["ensemble_attack"]) == 2
-    assert "engine" not in t["feature_squeezing"][0]
     quick = defenses.settings(True)
+    n_fs = len(quick["fs_interpreters"]) * (2 + len(quick["adaptive_sets"]))
+    assert [n for n, _, _ in spy] == [1 + 2 + len(quick["bpda"]) + 1, n_fs + 1, 10, 2]  # the four stages
+    assert (tmp_path / "squeeze_detector.json").read_bytes() == b'{"fake": 1}'
+    assert len(t["feature_squeezing"]) == n_fs and len(t["ensemble_detector"]) == 10
+    assert len(t["ensemble_attack"]) == 2 and "engine" not in t["feature_squeezing"][0]
 
     def parts_rerun_with(**changed) -> list[str]:
         monkeypatch.setattr(defenses, "settings", lambda q: {**quick, **changed})

@@ -26,3 +26,11 @@ def test_mask_restarts_go_to_the_bilevel_attacks_only():
         assert "restarts" not in opts[("cam", attack, "pgd")]
     with pytest.raises(XaisecError, match="mask_restarts"):
         build_cells(["cifar10_resnet20"], ("mask",), mask_restarts=0)
+
+
+@pytest.mark.parametrize("kind, kwargs", [("attack", {"attacks": ("advedgeplus",)}),
+                                          ("framework", {"frameworks": ("fgsm",)}),
+                                          ("interpreter", {"interpreters": ("gradcamm",)})])
+def test_unknown_names_are_refused_before_any_cell_runs(kind, kwargs):
+    with pytest.raises(XaisecError, match=f"unknown {kind}"):
+        build_cells(["cifar10_resnet20"], **kwargs)

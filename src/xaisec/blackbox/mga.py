@@ -76,8 +76,8 @@ class MGA:
         model: the target (black box: only its probabilities are queried, through an Oracle).
         interpreter: the target's interpreter (name or Interpreter), used only to MEASURE the IoU of its
             benign and adversarial maps.
-        surrogate: the attacker's model (a registered name or an nn.Module) with the target's input shape and
-            class count.
+        surrogate: the attacker's model (a model spec of xaisec.models.loading.load_model_spec, or an
+            nn.Module) with the target's input shape and class count.
         surrogate_interpreter: interpreter of the surrogate for AdvEdge (default: the target interpreter's name).
         seed_attack: ``"advedge"`` (default), ``"pgd"`` or ``"mifgsm"``; seed_options: extra options of the
             seed attack (default steps_scale 0.25 for AdvEdge / PGD).
@@ -95,9 +95,10 @@ class MGA:
         if not isinstance(model, nn.Module):
             raise XaisecError(f"model must be an nn.Module, got {type(model).__name__}")
         if isinstance(surrogate, str):
-            from xaisec.models import load
+            from xaisec.models.loading import load_model_spec
 
-            surrogate = load(surrogate, device=str(next(model.parameters()).device))
+            # any model spec: a zoo name, a TorchScript file, a folder with weights + card, a factory
+            surrogate = load_model_spec(surrogate, device=str(next(model.parameters()).device))
         if not isinstance(surrogate, nn.Module):
             raise XaisecError(f"surrogate must be a model name or an nn.Module, got {type(surrogate).__name__}")
         if surrogate is model:

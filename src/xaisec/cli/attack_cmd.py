@@ -153,7 +153,9 @@ def add_blackbox_arguments(p: argparse.ArgumentParser) -> None:
                    "mga: GA population (default 5)")
     g.add_argument("--oracle-output", default=None, choices=["probs", "logits"],
                    help="attaxai: what the system returns besides the map (default probs)")
-    g.add_argument("--surrogate", default=None, help="mga: the attacker's surrogate model (registered name)")
+    g.add_argument("--surrogate", default=None,
+                   help="mga: the attacker's surrogate model (a zoo name, model.pt, a folder with weights + card, "
+                        "or file.py:func)")
     g.add_argument("--seed-attack", default=None, choices=["advedge", "pgd", "mifgsm"],
                    help="mga: the attack crafted on the surrogate (default advedge)")
     g.add_argument("--iterations", type=positive_int, default=None, help="dombrowski: Adam steps (default 1500)")

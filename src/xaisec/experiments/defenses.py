@@ -10,7 +10,8 @@ ensemble detectors; (4) the ensemble attack (given the grad + cam detector). One
 under ``out/cells`` (adversarial images and maps next to them as safetensors), written by the driver, which
 also publishes the detectors as ``out/squeeze_detector.json`` and ``out/ensemble_detector_<target>/``; then
 ``out/tables.json`` and ``out/tables.md``. A later stage's task names its inputs' settings hashes, so it re-runs
-when they were re-made. ``quick`` is the reduced run of docs/defenses.md; the full run uses the issue's sizes.
+when they were re-made. ``quick`` is a smoke-test setting (minutes); :data:`REDUCED` (``setting=REDUCED``) is the
+reduced run whose tables docs/defenses.md shows (about an hour here); the full run uses the issue's sizes.
 """
 
 from __future__ import annotations
@@ -36,12 +37,20 @@ FS3 = ("median:2", "bits:5", "nlm:13-3-2")
 TRANSFORMS = ("median:2", "median:3", "bits:3", "bits:4", "bits:5")
 
 
+# the reduced run of docs/defenses.md's tables, sized for a shared 2-core CPU (about an hour); non-local means
+# is measured, not attacked
+REDUCED: dict[str, Any] = {
+    "n_cal": 300, "n_eval": 64, "fs_interpreters": ("gradcam", "cam"), "steps_scale": 0.25,
+    "adaptive_sets": {"median2_bits5": ("median:2", "bits:5")}, "n_clean": 1000, "n_ms": 64,
+    "bpda": ("median:2", "bits:4"), "n_ens": 96, "ens_targets": ("cam",), "n_ens_attack": 16, "batch": 32, "epochs": 20}
+
+
 def settings(quick: bool) -> dict[str, Any]:
-    if quick:  # sized for a shared 2-core CPU (docs/defenses.md); non-local means is measured, not attacked
-        return {"n_cal": 300, "n_eval": 64, "fs_interpreters": ("gradcam", "cam"), "steps_scale": 0.25,
-                "adaptive_sets": {"median2_bits5": ("median:2", "bits:5")}, "n_clean": 1000, "n_ms": 64,
-                "bpda": ("median:2", "bits:4"), "n_ens": 96, "ens_targets": ("cam",), "n_ens_attack": 16,
-                "batch": 32, "epochs": 20}
+    """The sizes of a run: ``quick``, a smoke test of every table in minutes (16 images per attack cell, Grad-CAM
+    only, a tenth of the steps: ``xaisec bench reproduce --paper all --quick``); else the full run."""
+    if quick:
+        return {**REDUCED, "n_cal": 200, "n_eval": 16, "fs_interpreters": ("gradcam",), "steps_scale": 0.1,
+                "n_clean": 500, "n_ms": 16, "n_ens": 32, "n_ens_attack": 8, "batch": 16, "epochs": 10}
     return {"n_cal": 1000, "n_eval": 300, "fs_interpreters": ("grad", "cam", "rts", "gradcam"), "steps_scale": 0.25,
             "adaptive_sets": {"fs3": FS3, "median3": ("median:3",), "bits2": ("bits:2",), "bits3": ("bits:3",),
                               "nlm1134": ("nlm:11-3-4",)},
@@ -55,12 +64,12 @@ PARTS = ("fs", "ms", "ens")
 class _Ctx:
     """Lazily loaded model, data and image selections shared by the cells."""
 
-    def __init__(self, out: Path, quick: bool, seed: int, progress: bool) -> None:
+    def __init__(self, out: Path, n_cal: int, seed: int, progress: bool) -> None:
         from xaisec.data import load as load_data
         from xaisec.models import load
 
-        self.out, self.quick, self.seed, self.progress = out, quick, seed, progress
-        self.s = settings(quick)
+        self.out, self.seed, self.progress = out, seed, progress
+        self.s: dict[str, Any] = {"n_cal": n_cal}  # a cell's view holds the settings it uses (compute_cell)
         self.model = load(MODEL)
         self.data = load_data("cifar10", "test")
         order = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(seed))
@@ -90,16 +99,16 @@ class _Ctx:
 
 
 @functools.lru_cache(maxsize=2)
-def _context(out: str, quick: bool, seed: int) -> _Ctx:
+def _context(out: str, n_cal: int, seed: int) -> _Ctx:
     """The cells' shared context, built once per process (pool workers inherit the driver's)."""
-    return _Ctx(Path(out), quick, seed, False)
+    return _Ctx(Path(out), n_cal, seed, False)
 
 
-def _prepare(folder: Any, quick: bool, seed: int) -> None:
+def _prepare(folder: Any, n_cal: int, seed: int) -> None:
     """Build this run's context in the driver (the shared image selection is made once, before any worker
     starts; forked pool workers inherit it)."""
     _context.cache_clear()
-    _context(folder.path, quick, seed)
+    _context(folder.path, n_cal, seed)
 
 
 def _adv_bytes(res: Any) -> bytes:
@@ -335,33 +344,34 @@ _USES: dict[str, tuple[str, ...]] = {
     "calibration": ("n_cal",), "fs": ("n_cal", "n_eval", "steps_scale", "adaptive_sets", "batch"),
     "clean_accuracy": ("n_cal", "n_clean"), "ms_oblivious": ("n_cal", "n_ms", "steps_scale", "batch"),
     "ms_bpda": ("n_cal", "n_ms", "steps_scale", "batch"), "ens_attack_set": ("n_cal", "n_ens", "steps_scale", "batch"),
-    "ens_maps": ("n_cal",), "ens_detector": ("epochs",),
+    "ens_maps": ("n_cal",), "ens_detector": ("n_cal", "epochs"),
     "ens_adaptive": ("n_cal", "n_ens_attack", "steps_scale", "batch", "ens_targets")}
 
 
-def compute_cell(part: str, quick: bool, seed: int, folder: Any, upstream: dict[str, str | None] | None = None,
-                 uses: dict[str, Any] | None = None, **args: Any) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """Run one cell (``part``: a key of ``_CELLS``) with the shared context of ``folder``
-    (:class:`xaisec.experiments.papers.ResultsFolder`); returns its record and binary outputs. ``upstream``
-    (the settings hashes of the cells it reads) and ``uses`` (the settings it uses) only make the task's
-    settings hash depend on them."""
-    del upstream, uses
+def compute_cell(part: str, seed: int, folder: Any, uses: dict[str, Any], upstream: dict[str, str | None] | None = None,
+                 **args: Any) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Run one cell (``part``: a key of ``_CELLS``) with the settings it ``uses`` and the shared context of
+    ``folder`` (:class:`xaisec.experiments.papers.ResultsFolder`); returns its record and binary outputs.
+    ``upstream`` (the settings hashes of the cells it reads) only makes the task's settings depend on them."""
+    import copy
+
+    del upstream
     t0 = time.perf_counter()
-    out = _CELLS[part](_context(folder.path, quick, seed), **args)
+    ctx = copy.copy(_context(folder.path, uses["n_cal"], seed))
+    ctx.s = dict(uses)
+    out = _CELLS[part](ctx, **args)
     rec, blobs = out if isinstance(out, tuple) else (out, {})
     rec["seconds"] = round(time.perf_counter() - t0, 1)
     log.info("cell %s done in %.0f s", part, rec["seconds"])
     return rec, blobs
 
 
-def _task(key: str, part: str, quick: bool, seed: int, folder: Any, upstream: dict[str, str | None] | None = None,
-          **args: Any) -> Any:
+def _task(key: str, part: str, s: dict[str, Any], seed: int, folder: Any,
+          upstream: dict[str, str | None] | None = None, **args: Any) -> Any:
     from xaisec.experiments.engine import Task
 
-    s = settings(quick)
-    kwargs = (("part", part), ("quick", quick), ("seed", seed), ("folder", folder),
-              ("uses", {k: s[k] for k in _USES[part]}), *((("upstream", upstream),) if upstream else ()),
-              *sorted(args.items()))
+    kwargs = (("part", part), ("seed", seed), ("folder", folder), ("uses", {k: s[k] for k in _USES[part]}),
+              *((("upstream", upstream),) if upstream else ()), *sorted(args.items()))
     return Task(key, "xaisec.experiments.defenses:compute_cell", kwargs)
 
 
@@ -380,10 +390,12 @@ def _publish(out: Path, key: str, files: dict[str, Path]) -> bool:
 
 def reproduce(out: str | Path, *, quick: bool = False, seed: int = 0, workers: int = 1,
               progress: bool = True, backend: str = "local", address: str | None = None,
-              parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
+              parts: tuple[str, ...] = PARTS, setting: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run or resume the cells of ``parts`` (``fs``: feature squeezing, ``ms``: median / bit squeezing, ``ens``:
     the ensemble detector and attack) on ``backend`` (``workers`` cells at once, see
-    :func:`xaisec.experiments.engine.run_tasks`) and write the tables of every finished cell. Returns them."""
+    :func:`xaisec.experiments.engine.run_tasks`) and write the tables of every finished cell. Returns them.
+    ``setting`` (e.g. :data:`REDUCED`) replaces :func:`settings` ``(quick)``; a cell re-runs when a setting it
+    uses changed."""
     from xaisec.experiments.papers import ResultsFolder, run_cells, settings_of
 
     unknown = [p for p in parts if p not in PARTS]
@@ -394,9 +406,9 @@ def reproduce(out: str | Path, *, quick: bool = False, seed: int = 0, workers: i
     out = Path(out)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     folder = ResultsFolder(out)
-    s = settings(quick)
-    _prepare(folder, quick, seed)
-    common = {"quick": quick, "seed": seed, "folder": folder}
+    s = dict(setting) if setting is not None else settings(quick)
+    _prepare(folder, s["n_cal"], seed)
+    common = {"s": s, "seed": seed, "folder": folder}
 
     def stage(tasks: list[Any], name: str) -> dict[str, dict[str, Any]]:
         return run_cells(tasks, out, backend=backend, workers=workers, address=address, progress=progress,
@@ -441,16 +453,17 @@ def reproduce(out: str | Path, *, quick: bool = False, seed: int = 0, workers: i
         rec.update(stage([_task("ens__attack__grad_cam", "ens_adaptive", with_detector=False, upstream=up, **common),
                           _task("ens__attack__grad_cam__detector", "ens_adaptive", with_detector=True, upstream=up,
                                 **common)], "stage 4/4"))
-    tables = collect(out, quick, seed)
+    tables = collect(out, quick, seed, setting=s)
     atomic_write_json(out / "tables.json", _clean(tables))
     atomic_write_text(out / "tables.md", render_tables(tables))
     return tables
 
 
-def collect(out: str | Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
+def collect(out: str | Path, quick: bool = False, seed: int = 0, setting: dict[str, Any] | None = None
+            ) -> dict[str, Any]:
     """The tables of the cells finished so far under ``out`` (nothing is run)."""
     out = Path(out)
-    s = settings(quick)
+    s = dict(setting) if setting is not None else settings(quick)
 
     def read(key: str) -> dict[str, Any] | None:
         from xaisec.experiments.papers import without_stamp

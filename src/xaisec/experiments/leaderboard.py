@@ -68,7 +68,8 @@ def threat_model(steps_scale: float = STEPS_SCALE) -> dict[str, Any]:
             "iou": "IoU of the top-20% pixels of the adversarial map g(x_adv) and the benign map g(x); high = "
                    "the attack kept the explanation looking benign",
             "l1": "mean |g(x_adv) - g(x)| per pixel, maps min-max normalised; low = kept",
-            "success": "ADV^2 reached its random target class",
+            "success": "ADV^2 reached its random target class (iou and l1 average over every attacked image; "
+                       "iou_successful over the successful ones)",
             "mean_iou": "mean IoU over " + ", ".join(RANKED) + " (the ranking: lowest first)",
         },
     }
@@ -176,7 +177,9 @@ def _available(model: torch.nn.Module, interpreters: tuple[str, ...]) -> tuple[s
         except XaisecError as exc:
             if name not in OPTIONAL:
                 raise XaisecError(f"interpreter {name!r} does not work on this model: {exc}") from exc
-            log.warning("leaderboard: no %s for %s, skipped (%s)", name, getattr(model, "name", "the model"), exc)
+            log.warning("leaderboard: %s has no %s network, so %s is skipped (train one with `xaisec train-%s`)",
+                        getattr(model, "name", "the model"), name.upper(), name, name)
+            log.debug("leaderboard: %s", exc)
             continue
         keep.append(name)
     if not keep:
@@ -214,23 +217,22 @@ def evaluate(model: torch.nn.Module, data: Any, *, name: str, model_spec: str | 
     model.eval()
     interpreters = _available(model, interpreters)
     settings = _settings(steps_scale, seed, n_clean, n_robust)
+    acc = _accuracy(model, base, data, name=name, defense=defense, bpda=bpda, n_clean=n_clean, n_robust=n_robust,
+                    seed=seed, cache=Path(cache), progress=progress)
     key = json.dumps({"weights": fingerprint(base), "defense": defense, "bpda": bpda, "data": [data.name, len(data)],
-                      "settings": settings, "n": n}, sort_keys=True)
+                      "eps": EPS, "steps_scale": steps_scale, "seed": seed, "n": n}, sort_keys=True)
     folder = Path(cache) / f"{slug(name)}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
     cell = {"model": model_spec or name, "defense": defense, "bpda": bpda}
-    tasks = [Task("accuracy", "xaisec.experiments.leaderboard:accuracy_record",
-                  (("model", model), ("data", data), ("n_clean", n_clean), ("n_robust", n_robust), ("seed", seed)))]
-    tasks += [Task(f"adv2__{i}", "xaisec.experiments.leaderboard:adv2_record",
-                   (("model", model), ("data", data), ("interpreter", i), ("n", n), ("steps_scale", steps_scale),
-                    ("seed", seed), ("cell", cell))) for i in interpreters]
+    tasks = [Task(f"adv2__{i}", "xaisec.experiments.leaderboard:adv2_record",
+                  (("model", model), ("data", data), ("interpreter", i), ("n", n), ("steps_scale", steps_scale),
+                   ("seed", seed), ("cell", cell))) for i in interpreters]
     run_tasks(tasks, folder, progress=progress, desc=f"leaderboard {name}")
-    acc = json.loads((folder / "accuracy.json").read_text())
     cells = {i: json.loads((folder / f"adv2__{i}.json").read_text()) for i in interpreters}
     first = next(iter(cells.values()))
     made = {"how": "xaisec leaderboard --add", "command": command, "date": _now(),
             "n_images": {"adv2": {i: r["n"] for i, r in cells.items()}, "clean": acc["clean_n"],
                          "robust": acc["robust_n"]},
-            "seed": seed, "cache": str(folder), "torch": first["versions"]["torch"]}
+            "seed": seed, "torch": first["versions"]["torch"]}
     return make_entry(name, model=model_spec or name, defense=defense, bpda=bpda, data=acc["data"], accuracy=acc,
                       cells=cells, settings=settings, version=xaisec.__version__, made=made)
 
@@ -255,7 +257,7 @@ def make_entry(name: str, *, model: str, defense: str | None, data: str | None, 
     for i, r in cells.items():
         m = r["mean"]
         interp[i] = {"iou": _finite(m.get("iou")), "l1": _finite(m.get("l1")), "success": _finite(m.get("success")),
-                     "n": r.get("n"), "iterations": r.get("iterations"),
+                     "iou_successful": _iou_successful(r), "n": r.get("n"), "iterations": r.get("iterations"),
                      "seconds_per_image": _finite(m.get("seconds_per_image"))}
     ranked = [i for i in RANKED if i in interp]
     acc = accuracy or {}
@@ -269,6 +271,15 @@ def make_entry(name: str, *, model: str, defense: str | None, data: str | None, 
         "mean_success": _mean(v["success"] for v in interp.values()), "mean_over": ranked,
         "settings": settings, "xaisec_version": version, "made": made,
     }
+
+
+def _iou_successful(record: dict[str, Any]) -> float | None:
+    """Mean IoU over the images where ADV^2 reached its target (from the record's per-image rows), or None."""
+    rows = record.get("images")
+    if not isinstance(rows, list):
+        return None
+    vals = [_finite(r.get("iou")) for r in rows if isinstance(r, dict) and r.get("success") in (1, 1.0, True)]
+    return _mean(vals)
 
 
 def _dataset_of(model: str, data: str | None) -> str:
@@ -326,9 +337,9 @@ def _cell_problem(rec: dict[str, Any]) -> str | None:
 
 def _off_threat(rec: dict[str, Any], steps_scale: float) -> str | None:
     cfg, cell = rec["config"], rec["config"]["cell"]
-    if not math.isclose(float(cfg.get("eps") or -1), EPS, abs_tol=1e-6):
+    if not math.isclose(_finite(cfg.get("eps")) or -1.0, EPS, abs_tol=1e-6):
         return f"eps {cfg.get('eps')} is not 8/255"
-    if not math.isclose(float(cell.get("steps_scale") or -1), steps_scale, rel_tol=1e-9):
+    if not math.isclose(_finite(cell.get("steps_scale")) or -1.0, steps_scale, rel_tol=1e-9):
         return f"steps_scale {cell.get('steps_scale')} is not {steps_scale}"
     if cfg.get("target_class", "random") != "random" or cfg.get("target_map", "benign") != "benign":
         return "not a random-target, benign-map ADV^2 run"
@@ -384,8 +395,8 @@ def read_results(sources: Sequence[str | Path], *, interpreters: Sequence[str] =
                 key = (cell["model"], cell.get("defense"))
                 slot = cells.setdefault(key, {})
                 if cell["interpreter"] in slot:
-                    log.warning("leaderboard: %s repeats %s / %s of %s; using it", path, *key[:1],
-                                cell["interpreter"], slot[cell["interpreter"]][1])
+                    log.warning("leaderboard: %s and %s are both the %s cell of %s; using the later one",
+                                slot[cell["interpreter"]][1], path, cell["interpreter"], key[0])
                 slot[cell["interpreter"]] = (rec, path)
             elif isinstance(rec.get("entries"), list):
                 for e in rec["entries"]:
@@ -398,8 +409,8 @@ def read_results(sources: Sequence[str | Path], *, interpreters: Sequence[str] =
                     bad.append((path, problem))
                 else:
                     entries.append(rec)
-            elif "cells" in rec and "transferability" in rec:
-                log.debug("leaderboard: %s is a grid summary, not a cell", path)
+            elif ("cells" in rec and "transferability" in rec) or ("clean_accuracy" in rec and "robust_n" in rec):
+                log.debug("leaderboard: %s is a grid summary or an accuracy record, not a cell", path)
             else:
                 bad.append((path, "neither a cell record, an entry nor a leaderboard"))
     return cells, entries, bad
@@ -409,8 +420,7 @@ def _zoo_accuracy(model_name: str, defense: str | None, *, n_clean: int, n_robus
                   progress: bool) -> dict[str, Any] | None:
     """Accuracy of a zoo model named in cell records (cached like :func:`evaluate`'s); None if it cannot load."""
     from xaisec.data import load as load_data
-    from xaisec.defenses import defend, fingerprint
-    from xaisec.experiments.engine import Task, run_tasks
+    from xaisec.defenses import defend, parse
     from xaisec.models import MODELS
     from xaisec.models.loading import load_model_spec
 
@@ -420,19 +430,28 @@ def _zoo_accuracy(model_name: str, defense: str | None, *, n_clean: int, n_robus
         return None
     try:
         base = load_model_spec(model_name)
-        model = defend(base, defense) if defense else base
+        bpda = parse(defense).spec.startswith("bits") if defense else None
+        model = defend(base, defense, bpda=bool(bpda)) if defense else base
         data = load_data(MODELS[model_name].dataset, "test")
     except (XaisecError, OSError) as exc:
         log.warning("leaderboard: cannot evaluate the accuracy of %s (%s); left empty", model_name, exc)
         return None
-    key = json.dumps({"weights": fingerprint(base), "defense": defense, "data": [data.name, len(data)],
-                      "n_clean": n_clean, "n_robust": n_robust, "seed": seed, "eps": EPS, "steps": PGD_STEPS},
-                     sort_keys=True)
-    name = model_name + (f"+{defense}" if defense else "")
-    folder = cache / f"{slug(name)}-acc-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+    return _accuracy(model.eval(), base, data, name=model_name + (f"+{defense}" if defense else ""), defense=defense,
+                     bpda=bpda, n_clean=n_clean, n_robust=n_robust, seed=seed, cache=cache, progress=progress)
+
+
+def _accuracy(model: torch.nn.Module, base: torch.nn.Module, data: Any, *, name: str, defense: str | None,
+              bpda: bool | None, n_clean: int, n_robust: int, seed: int, cache: Path, progress: bool) -> dict[str, Any]:
+    """:func:`accuracy_record` as a grid-engine task cached in ``cache``/<name>-acc-<hash of weights and settings>."""
+    from xaisec.defenses import fingerprint
+    from xaisec.experiments.engine import Task, run_tasks
+
+    key = {"weights": fingerprint(base), "defense": defense, "data": [data.name, len(data)], "n_clean": n_clean,
+           "n_robust": n_robust, "seed": seed, "eps": EPS, "steps": PGD_STEPS, **({"bpda": bpda} if defense else {})}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    folder = cache / f"{slug(name)}-acc-{digest}"
     task = Task("accuracy", "xaisec.experiments.leaderboard:accuracy_record",
-                (("model", model.eval()), ("data", data), ("n_clean", n_clean), ("n_robust", n_robust),
-                 ("seed", seed)))
+                (("model", model), ("data", data), ("n_clean", n_clean), ("n_robust", n_robust), ("seed", seed)))
     run_tasks([task], folder, progress=progress, desc=f"accuracy {name}")
     return json.loads((folder / "accuracy.json").read_text())
 
@@ -467,12 +486,12 @@ def build(sources: Sequence[str | Path], out: str | Path, *, interpreters: Seque
                              progress=progress) if accuracy else None)
         first = next(iter(recs.values()))
         cell = first["config"]["cell"]
-        made = {"how": "ADV^2 cells of the adv2 reproduction grid (xaisec bench reproduce); accuracy evaluated "
-                       "by xaisec leaderboard" if acc else "ADV^2 cells of the adv2 reproduction grid",
+        made = {"how": "ADV^2 cell records of the adv2 grid" + ("; accuracy evaluated here" if acc else ""),
                 "command": command, "date": _now(),
-                "records_command": f"xaisec bench reproduce --steps-scale {cell.get('steps_scale')} "
-                                   f"--seed {cell.get('seed')} --frameworks pgd",
-                "records": [str(slot[i][1]) for i in recs],
+                "records": f"made by xaisec bench reproduce (adv2 grid, pgd framework, steps-scale "
+                           f"{cell.get('steps_scale')}, seed {cell.get('seed')}, xaisec "
+                           f"{first.get('versions', {}).get('xaisec', '?')})",
+                "record_files": [str(slot[i][1]) for i in recs],
                 "n_images": {"adv2": {i: r["n"] for i, r in recs.items()},
                              "clean": acc["clean_n"] if acc else None, "robust": acc["robust_n"] if acc else None},
                 "seed": cell.get("seed"), "torch": first.get("versions", {}).get("torch")}
@@ -618,14 +637,17 @@ def _scatter_svg(rows: list[dict[str, Any]]) -> str:
     pts = [e for e in rows if e.get("robust_accuracy") is not None and e.get("mean_iou") is not None]
     w, h, left, right, top, bottom = 640, 400, 60, 190, 20, 50
     pw, ph = w - left - right, h - top - bottom
-    xmax = max([0.5] + [e["robust_accuracy"] * 1.1 for e in pts])
-    xmax = math.ceil(xmax * 10) / 10
+    top_acc = max([0.0] + [e["robust_accuracy"] for e in pts])
+    step = next(s for s in (0.01, 0.02, 0.05, 0.1, 0.2) if top_acc * 1.15 <= 5 * s)
+    xmax = step * max(1, math.ceil(top_acc * 1.15 / step))
+
+    pad = 8  # keep points on the axes inside the frame
 
     def sx(v: float) -> float:
-        return left + pw * v / xmax
+        return left + pad + (pw - 2 * pad) * v / xmax
 
     def sy(v: float) -> float:
-        return top + ph * (1 - v)
+        return top + pad + (ph - 2 * pad) * (1 - v)
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
              'aria-label="mean ADV2 IoU against PGD-20 accuracy">',
@@ -637,11 +659,8 @@ def _scatter_svg(rows: list[dict[str, Any]]) -> str:
         v = i / 5
         parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(v):.1f}" y2="{sy(v):.1f}" stroke="#e3e3e3"/>'
                      f'<text x="{left - 6}" y="{sy(v) + 4:.1f}" text-anchor="end">{v:.1f}</text>')
-    steps = round(xmax / 0.1)
-    for i in range(steps + 1):
-        v = i * 0.1
-        if steps > 6 and i % 2:
-            continue
+    for i in range(round(xmax / step) + 1):
+        v = i * step
         parts.append(f'<line x1="{sx(v):.1f}" x2="{sx(v):.1f}" y1="{top}" y2="{top + ph}" stroke="#e3e3e3"/>'
                      f'<text x="{sx(v):.1f}" y="{top + ph + 16}" text-anchor="middle">{v * 100:.0f}%</text>')
     parts.append(f'<text x="{left + pw / 2}" y="{h - 10}" text-anchor="middle">accuracy under PGD-20, L-inf 8/255 '
@@ -650,6 +669,7 @@ def _scatter_svg(rows: list[dict[str, Any]]) -> str:
                  '(lower = harder to fake)</text>')
     # labels right of the plot, spread out vertically, with leader lines
     order = sorted(pts, key=lambda e: sy(e["mean_iou"]))
+    drawn = sorted(range(len(order)), key=lambda k: _kind(order[k]) != "standard")  # defended / robust on top
     ys: list[float] = []
     for e in order:
         y = max(sy(e["mean_iou"]), (ys[-1] + 15) if ys else top + 6)
@@ -657,7 +677,8 @@ def _scatter_svg(rows: list[dict[str, Any]]) -> str:
     overflow = (ys[-1] - (top + ph)) if ys else 0
     if overflow > 0:
         ys = [max(top + 6, y - overflow) for y in ys]
-    for e, ly in zip(order, ys, strict=True):
+    for k in drawn:
+        e, ly = order[k], ys[k]
         px, py = sx(e["robust_accuracy"]), sy(e["mean_iou"])
         color = KIND_COLORS[_kind(e)]
         parts.append(f'<line x1="{px:.1f}" y1="{py:.1f}" x2="{left + pw + 8}" y2="{ly:.1f}" stroke="{color}" '
@@ -735,7 +756,7 @@ _JS = """
       var c = (!isNaN(na) && !isNaN(nb)) ? na - nb : va.localeCompare(vb);
       return asc ? c : -c;
     });
-    rows.forEach(function (r) { body.appendChild(r); });
+    rows.forEach(function (r) { r.classList.remove('ds-first'); body.appendChild(r); });
     table.querySelectorAll('th[data-sort]').forEach(function (h) { h.setAttribute('aria-sort', 'none'); });
     th.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
   }
@@ -755,7 +776,7 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
 h1 { font-size: 24px; margin-bottom: 4px; } h2 { font-size: 18px; margin-top: 28px; }
 .sub { color: #555; margin-top: 0; }
 table.lb { border-collapse: collapse; font-size: 13px; font-variant-numeric: tabular-nums; }
-table.lb th, table.lb td { border: 1px solid #ddd; padding: 4px 6px; text-align: right; white-space: nowrap; }
+table.lb th, table.lb td { border: 1px solid #ddd; padding: 4px 5px; text-align: right; white-space: nowrap; }
 table.lb td.t, table.lb th.t { text-align: left; }
 table.lb thead th { background: #f0f2f5; position: sticky; top: 0; }
 table.lb th[data-sort] { cursor: pointer; user-select: none; }
@@ -763,6 +784,8 @@ table.lb th[data-sort]:hover { background: #e2e6ec; }
 table.lb th[aria-sort="ascending"]::after { content: " ▲"; font-size: 10px; }
 table.lb th[aria-sort="descending"]::after { content: " ▼"; font-size: 10px; }
 table.lb tr.group th { font-weight: 600; text-align: center; background: #e8ebf0; }
+table.lb tr.ds-first td { border-top: 2px solid #777; }
+.scroll { overflow-x: auto; }
 .warn { color: #b35c00; font-weight: 600; }
 .plots { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
 .plots figure { margin: 0; } .plots figcaption { color: #555; max-width: 640px; font-size: 13px; }
@@ -770,7 +793,7 @@ svg text { font: 11px system-ui, sans-serif; fill: #333; }
 dl.tm { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; }
 dl.tm dt { font-weight: 600; } dl.tm dd { margin: 0; }
 code, pre { background: #f4f4f4; border-radius: 3px; } code { padding: 0 3px; } pre { padding: 8px; overflow-x: auto; }
-table.made td { text-align: left; white-space: normal; vertical-align: top; }
+table.made td, table.made th { text-align: left; white-space: normal; vertical-align: top; }
 """
 
 
@@ -790,7 +813,7 @@ def render_html(board: dict[str, Any]) -> str:
             '<th data-sort title="accuracy under PGD-20, L-inf 8/255">PGD-20</th>',
             f'<th data-sort title="mean ADV² IoU over {", ".join(RANKED)}: the ranking (lower = explanations '
             'harder to fake)">mean IoU</th>',
-            '<th data-sort title="mean ADV² success over the interpreters">ADV² success</th>']
+            '<th data-sort title="mean ADV² success over the interpreters">success</th>']
     for i in interps:
         head += [f'<th data-sort title="{i}: IoU (top 20%) of the ADV² map to the benign map; lower = harder to fake">'
                  'IoU</th>',
@@ -800,12 +823,12 @@ def render_html(board: dict[str, Any]) -> str:
     group = ('<tr class="group"><th colspan="4"></th><th colspan="2">accuracy</th><th colspan="2">ADV² (summary)</th>'
              + "".join(f'<th colspan="3">{html.escape(i)}</th>' for i in interps) + '<th></th></tr>')
     body = []
-    for e in rows:
+    for k, e in enumerate(rows):
         std = is_standard(e, steps_scale)
-        name = e["model"] + ("" if std else " †")
+        shown = e["model"] if e["name"] in (e["model"], f"{e['model']}+{e.get('defense')}") else e["name"]
+        tip = f"model {e['model']}" + ("" if std else f"; made with other settings: {json.dumps(e.get('settings'))}")
         tds = [_td(str(e["rank"]), e["rank"], cls="t"),
-               _td(name, e["model"], cls="t" + ("" if std else " warn"),
-                   title="" if std else f"made with other settings: {json.dumps(e.get('settings'))}"),
+               _td(shown + ("" if std else " †"), shown, cls="t" + ("" if std else " warn"), title=tip),
                _td(e.get("defense") or "none", e.get("defense") or "", cls="t"),
                _td(e.get("dataset") or "", e.get("dataset"), cls="t", title=e.get("data") or ""),
                _td(_pct(e.get("clean_accuracy")), e.get("clean_accuracy"), title=f"n = {e.get('clean_n')}"),
@@ -820,25 +843,30 @@ def render_html(board: dict[str, Any]) -> str:
                 tds += [_td("n/a", None, cls="na", title=f"no {i} for this model")] + [_td("", None)] * 2
                 continue
             ns.append(v.get("n"))
-            tip = f"n = {v.get('n')}, {v.get('iterations')} iterations"
+            succ = v.get("iou_successful")
+            tip = (f"n = {v.get('n')}, {v.get('iterations')} iterations"
+                   + (f"; IoU over the successful attacks only: {succ:.3f}" if succ is not None else ""))
             tds += [_td(_num(v.get("iou")), v.get("iou"), style=_heat(v.get("iou")), title=tip),
                     _td(_num(v.get("l1")), v.get("l1"), title=tip), _td(_pct(v.get("success")), v.get("success"))]
         n_text = "/".join(str(x) for x in dict.fromkeys(ns))
         tds.append(_td(n_text, min((x for x in ns if x), default=None)))
-        body.append("<tr>" + "".join(tds) + "</tr>")
+        first = k > 0 and e.get("dataset") != rows[k - 1].get("dataset")
+        body.append(('<tr class="ds-first">' if first else "<tr>") + "".join(tds) + "</tr>")
     prov = []
     for e in rows:
         made = e.get("made") or {}
         n = made.get("n_images") or {}
         cmd = made.get("command") or ""
-        rec = made.get("records_command")
-        what = html.escape(made.get("how") or "")
-        if rec:
-            what += f"<br>records: <code>{html.escape(rec)}</code>"
+        what = html.escape((made.get("how") or "").replace("ADV^2", "ADV²"))
+        if isinstance(made.get("records"), str):
+            what += "<br>" + html.escape(made["records"])
+        adv = n.get("adv2") if isinstance(n.get("adv2"), dict) else {}
+        images = ("ADV² " + ", ".join(f"{k} {v}" for k, v in adv.items()) + f"; clean {n.get('clean')}; "
+                  f"PGD-20 {n.get('robust')}")
+        date = str(made.get("date") or "").replace("T", " ").replace("+00:00", " UTC")
         prov.append(f"<tr><td>{html.escape(e['name'])}</td><td>{what}</td><td><code>{html.escape(cmd)}</code></td>"
-                    f"<td>{html.escape(str(made.get('date') or ''))}</td>"
-                    f"<td>ADV² {html.escape(json.dumps(n.get('adv2')))}; clean {n.get('clean')}; "
-                    f"PGD-20 {n.get('robust')}</td><td>{html.escape(str(e.get('xaisec_version')))}</td></tr>")
+                    f"<td>{html.escape(date)}</td><td>{html.escape(images)}</td>"
+                    f"<td>{html.escape(str(e.get('xaisec_version')))}</td></tr>")
     nonstd = any(not is_standard(e, steps_scale) for e in rows)
     tm_rows = [
         ("budget", f"L-inf, eps {tm['eps_text']}, white-box: {tm['white_box']}"),
@@ -858,10 +886,12 @@ def render_html(board: dict[str, Any]) -> str:
 <p class="sub">How hard is it to fool a model <em>and</em> keep its explanation looking benign? ADV² (Zhang et al.
 2020) attacks each model and interpreter at L-inf 8/255; a high IoU of the adversarial map to the benign map
 means the explanation did not reveal the attack. {len(rows)} entries; xaisec {html.escape(board['xaisec_version'])},
-updated {html.escape(board['updated'])}. Click a column header to sort.</p>
-<table class="lb"><thead>{group}<tr>{''.join(head)}</tr></thead>
-<tbody>{''.join(body)}</tbody></table>
-<p>IoU cells: red = the attack kept the explanation (bad for the defender), green = it did not. “n/a”: the model
+updated {html.escape(board['updated'])}. Ranked within each data set by the mean IoU over {', '.join(RANKED)},
+lowest first; click a column header to sort.</p>
+<div class="scroll"><table class="lb"><thead>{group}<tr>{''.join(head)}</tr></thead>
+<tbody>{''.join(body)}</tbody></table></div>
+<p>Reading it: a lower IoU, a higher L1 and a lower ADV² success mean the explanation resists the attack
+better. IoU cells: red = the attack kept the explanation (bad for the defender), green = it did not. “n/a”: the model
 has no such interpreter (RTS needs a trained masking network). Hover a cell for n and iterations.
 {'<span class="warn">† made with other settings than the threat model below (see the entry’s settings).</span>'
  if nonstd else ''}</p>

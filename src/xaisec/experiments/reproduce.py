@@ -49,6 +49,16 @@ def build_cells(models: list[str], interpreters: tuple[str, ...] = INTERPRETERS,
     dropped) go to the loading of every one of them."""
     if mask_restarts < 1:
         raise XaisecError(f"mask_restarts must be >= 1, got {mask_restarts}")
+    from xaisec.attacks import FRAMEWORKS
+    from xaisec.interpreters import INTERPRETERS as KNOWN_INTERPRETERS
+
+    # every name is checked before the first cell runs (not when its cell's turn comes, hours later)
+    for kind, given, known in (("attack", attacks, ATTACKS), ("framework", frameworks, tuple(FRAMEWORKS)),
+                               ("interpreter", interpreters, tuple(KNOWN_INTERPRETERS))):
+        bad = [g for g in given if g not in known]
+        if bad:
+            raise XaisecError(f"unknown {kind} {', '.join(map(repr, bad))} for the reproduction grid; known: "
+                              f"{', '.join(known)}")
     mopts = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
                          for k, v in (model_options or {}).items() if v is not None))
     restarts: tuple = (("restarts", mask_restarts),) if mask_restarts > 1 else ()
