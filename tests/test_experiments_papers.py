@@ -311,3 +311,21 @@ def test_markdown_tables_become_html():
 
 def test_index_of_an_empty_folder(tmp_path):
     assert "No paper has finished tables here yet" in build_index(tmp_path).read_text()
+
+
+@pytest.mark.slow
+def test_a_real_cell_gives_the_same_numbers_on_ray_as_locally(tmp_path):  # pragma: no cover - data and Ray
+    from tests.conftest import shared_or_skip
+
+    shared_or_skip("data", "cifar10-jpeg.tar")
+    ray = pytest.importorskip("ray", reason="the ray backend needs Ray (pip install ray)")
+    opts = {"quick": True, "progress": False, "models": ["cifar10_resnet20"], "configs": ["plain"], "universal": ()}
+    local = run_paper("patch", tmp_path / "local", **opts)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = run_paper("patch", tmp_path / "ray", backend="ray", **opts)
+    finally:
+        ray.shutdown()
+    drop = ("wall_seconds", "seconds")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in local["rows"]] == [
+        {k: v for k, v in r.items() if k not in drop} for r in on_ray["rows"]]

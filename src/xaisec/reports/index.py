@@ -117,8 +117,9 @@ def bars(groups: dict[str, dict[str, float | None]], *, ylabel: str, percent: bo
         xs = [i + (j - (len(series) - 1) / 2) * width for i, s in enumerate(groups.values()) if name in s]
         ys = [s[name] * (100 if percent else 1) for s in groups.values() if name in s]
         ax.bar(xs, ys, width=width * 0.95, label=name, color=PALETTE[j % len(PALETTE)])
-    ax.set_xticks(range(len(groups)), list(groups), rotation=20 if len(groups) > 4 else 0, ha="right"
-                  if len(groups) > 4 else "center", fontsize=8)
+    tilt = len(groups) > 4 or max(len(g) for g in groups) > 12
+    ax.set_xticks(range(len(groups)), list(groups), rotation=20 if tilt else 0, ha="right" if tilt else "center",
+                  fontsize=8)
     ax.set_ylabel(ylabel + (" (%)" if percent else ""), fontsize=9)
     ax.tick_params(axis="y", labelsize=8)
     if len(series) > 1:
