@@ -111,19 +111,12 @@ def _count(value: Any, what: str) -> int:
 # ------------------------------------------------------------------------------------------ computing
 
 
-@torch.no_grad()
-def _clean_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
-    correct = sum(int((model(xb).argmax(1) == yb).sum()) for xb, yb in zip(x.split(batch_size), y.split(batch_size),
-                                                                          strict=True))
-    return correct / max(len(y), 1)
-
-
 def accuracy_record(model: torch.nn.Module, data: Any, *, n_clean: int = N_CLEAN, n_robust: int = N_ROBUST,
                     seed: int = 0, batch_size: int = 100) -> dict[str, Any]:
     """Clean accuracy on ``n_clean`` and PGD-20 (L-inf 8/255, step 2/255, seeded random start) accuracy on
     ``n_robust`` seeded random images of ``data`` (an ImageDataset with the model's labels). Both in [0, 1]."""
     from xaisec.data.labels import align_labels
-    from xaisec.training.adversarial import pgd_iterates
+    from xaisec.training.evaluate import pgd_accuracy, tensor_accuracy
 
     _count(n_clean, "n_clean")
     _count(n_robust, "n_robust")
@@ -134,17 +127,11 @@ def accuracy_record(model: torch.nn.Module, data: Any, *, n_clean: int = N_CLEAN
     model.eval()
     clean = data.sample(n_clean, seed=seed)
     x, y = clean.float_images(device), clean.labels.to(device)
-    clean_acc = _clean_accuracy(model, x, y, batch_size)
+    clean_acc = tensor_accuracy(model, x, y, batch_size)
     robust = data.sample(n_robust, seed=seed + 1)
     xr, yr = robust.float_images(device), robust.labels.to(device)
-    g = torch.Generator().manual_seed(seed)
-    correct = 0
-    for xb, yb in zip(xr.split(batch_size), yr.split(batch_size), strict=True):
-        (adv,) = pgd_iterates(model, xb, yb, eps=EPS, alpha=PGD_STEP_SIZE, record=[PGD_STEPS], random_start=True,
-                              generator=g)
-        with torch.no_grad():
-            correct += int((model(adv).argmax(1) == yb).sum())
-    return {"clean_accuracy": clean_acc, "clean_n": len(clean), "robust_accuracy": correct / max(len(robust), 1),
+    robust_acc = pgd_accuracy(model, xr, yr, EPS, PGD_STEPS, seed, alpha=PGD_STEP_SIZE, batch_size=batch_size)
+    return {"clean_accuracy": clean_acc, "clean_n": len(clean), "robust_accuracy": robust_acc,
             "robust_n": len(robust), "data": data.name, "seed": seed}
 
 

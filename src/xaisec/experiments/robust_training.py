@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from xaisec.experiments.engine import Task
+from xaisec.training.evaluate import pgd_accuracy, tensor_accuracy
 from xaisec.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -71,26 +72,7 @@ def _correct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n: int) -
 
 
 def clean_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        return float(torch.cat([model(xb).argmax(1) == yb for xb, yb in zip(x.split(500), y.split(500),
-                                                                              strict=True)]).float().mean())
-
-
-def pgd_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
-                 seed: int = 0) -> float:
-    """Accuracy under untargeted PGD-``steps`` (random start, step 2.5 eps / steps)."""
-    from xaisec.training.adversarial import pgd_iterates
-
-    if eps == 0:
-        return clean_accuracy(model, x, y)
-    g = torch.Generator().manual_seed(seed)
-    correct = 0
-    for xb, yb in zip(x.split(100), y.split(100), strict=True):
-        (adv,) = pgd_iterates(model, xb, yb, eps=eps, alpha=2.5 * eps / steps, record=[steps], random_start=True,
-                              generator=g)
-        with torch.no_grad():
-            correct += int((model(adv).argmax(1) == yb).sum())
-    return correct / max(len(y), 1)
+    return tensor_accuracy(model, x, y, batch_size=500)
 
 
 def mean_tau(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
