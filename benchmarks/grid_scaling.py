@@ -1,8 +1,10 @@
 """Grid throughput: cells per minute with 1 and 2 workers on the local and Ray backends, and Ray's cost per cell.
 
 ``python benchmarks/grid_scaling.py [--cells 16] [--work 400]``. Each cell is the engine's CPU-bound probe task
-(``work`` 256 x 256 matrix products on one torch thread); the same cells run four ways into fresh folders, and
-a second pass of empty cells measures the backend's own overhead per cell. Prints one table and the ratios.
+(``work`` 256 x 256 matrix products on one torch thread: pool and Ray workers run one thread per cell, and the
+in-process single worker is pinned to one thread too, so "workers" means cores); the same cells run four ways
+into fresh folders, and a second pass of empty cells measures the backend's own overhead per cell. Prints one
+table and the ratios.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ def _timed(tasks: list[Task], backend: str, workers: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", type=int, default=16)
-    ap.add_argument("--work", type=int, default=400, help="matrix products per cell (about 1 s of one core at 400)")
+    ap.add_argument("--work", type=int, default=3000, help="matrix products per cell (about 1 s of one core at 3000)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import ray
+    import torch
+
+    torch.set_num_threads(1)  # the in-process worker: one core, like each pool or Ray worker
 
     rows = []
     for backend in ("local", "ray"):
@@ -41,7 +46,7 @@ def main() -> None:
             if backend == "ray":
                 ray.shutdown()
                 ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-                _timed(_cells(2, 0), backend, workers)  # warm the worker pool
+                _timed(_cells(2 * workers, 300), backend, workers)  # start every worker (busy cells overlap)
             secs = _timed(_cells(args.cells, args.work), backend, workers)
             empty = _timed(_cells(args.cells, 0), backend, workers)
             rows.append((backend, workers, secs, args.cells / secs * 60, empty / args.cells))

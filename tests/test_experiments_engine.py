@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from xaisec.experiments.engine import Task, pending, record_path, run_tasks
+from xaisec.experiments.engine import Task, default_workers, pending, record_path, run_tasks
 from xaisec.utils.checks import XaisecError
 
 PROBE = "xaisec.experiments.engine:probe"
@@ -42,6 +42,12 @@ def test_pool_gives_the_same_numbers_as_in_process(tmp_path):
     run_tasks(tasks, tmp_path / "a", progress=False)
     run_tasks(tasks, tmp_path / "b", workers=2, progress=False)
     assert _records(tmp_path / "a", tasks) == _records(tmp_path / "b", tasks)
+
+
+def test_default_workers_are_the_usable_cores_capped():
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert default_workers() == min(8, cores)
+    assert default_workers(cap=1) == 1
 
 
 def test_bad_settings_are_clear_errors(tmp_path):
@@ -94,6 +100,29 @@ def _kill_driver_then_resume(tmp_path: Path, backend: str) -> None:
 
 def test_a_driver_killed_with_sigkill_resumes_local(tmp_path):
     _kill_driver_then_resume(tmp_path, "local")
+
+
+def test_a_grid_killed_at_three_random_moments_ends_with_the_records_of_an_uninterrupted_one(tmp_path):
+    import random
+
+    out, rng, written = tmp_path / "cut", random.Random(25), [0]
+    for _ in range(3):  # three SIGKILLs at seeded random moments inside a cell, each followed by a resume
+        proc = subprocess.Popen([sys.executable, "-c", _DRIVER, str(out), "local"])
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list(out.glob("*.json"))) <= written[-1]:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))  # somewhere in the next 0.4 s cell
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for p in out.glob("*"):
+            assert p.suffix == ".json", f"a killed driver left {p.name}"
+            json.loads(p.read_text())  # every record on disk is whole
+        written.append(len(list(out.glob("*.json"))))
+    assert written[1] < written[2] < written[3] < 8, f"every kill should interrupt a running grid ({written[1:]})"
+    subprocess.run([sys.executable, "-c", _DRIVER, str(out), "local"], check=True)
+    tasks = [Task(f"t{i}", PROBE, (("seconds", 0.4), ("seed", i))) for i in range(8)]
+    run_tasks(tasks, tmp_path / "whole", progress=False)
+    assert _records(out, tasks) == _records(tmp_path / "whole", tasks)
 
 
 def test_an_address_nobody_answers_is_a_clear_error(tmp_path):

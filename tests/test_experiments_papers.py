@@ -297,6 +297,9 @@ def test_the_cli_passes_backend_and_address_to_every_paper(tmp_path, monkeypatch
                  "auto", "--workers", "2", "--out", str(tmp_path)]) == 0
     assert seen["names"] == ["juap", "mga"] and seen["backend"] == "ray" and seen["address"] == "auto"
     assert seen["workers"] == 2 and seen["quick"] is True and "interpreters" not in seen["adv2_options"]
+    monkeypatch.setattr("xaisec.experiments.engine.default_workers", lambda: 3)
+    assert main(["-q", "bench", "reproduce", "--paper", "mga", "--quick", "--out", str(tmp_path)]) == 0
+    assert seen["workers"] == 3 and seen["backend"] == "local"  # no --workers: one cell per core on either backend
     with pytest.raises(XaisecError, match="unknown paper nope"):
         paper_names("juap,nope")
 

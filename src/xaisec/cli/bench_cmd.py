@@ -28,8 +28,10 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     r.add_argument("--n", type=int, default=None, help="images per ResNet-20 cell (default 100)")
     r.add_argument("--n-small", type=int, default=None, help="images per MASK and larger-model cell (default 32)")
     r.add_argument("--steps-scale", type=float, default=None, help="fraction of the papers' step counts (default 0.25)")
-    r.add_argument("--workers", type=int, default=1,
-                   help="cells at once: worker processes (local) or CPUs of a new local Ray instance")
+    r.add_argument("--workers", type=int, default=None,
+                   help="cells at once, one torch thread each: worker processes (local) or CPUs of a new local "
+                        "Ray instance (default: this machine's cores, at most 8); the same --workers gives the "
+                        "same numbers on both backends")
     r.add_argument("--backend", default="local", choices=("local", "ray"),
                    help="local: this machine's process pool (default); ray: one Ray task per cell")
     r.add_argument("--address", default=None,
@@ -44,6 +46,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from xaisec.experiments.engine import default_workers
     from xaisec.experiments.papers import paper_folder, paper_names, run_papers
     from xaisec.utils.checks import XaisecError
 
@@ -65,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     adv2 = {k: v for k, v in adv2.items() if v is not None}  # the rest: QUICK with --quick, else the defaults
     adv2.update(data=args.data, mask_restarts=args.mask_restarts, model_options=mopts)
     names = paper_names(args.paper)
-    run_papers(names, args.out, quick=args.quick, seed=args.seed, workers=args.workers, progress=not args.quiet,
+    workers = args.workers if args.workers is not None else default_workers()
+    run_papers(names, args.out, quick=args.quick, seed=args.seed, workers=workers, progress=not args.quiet,
                backend=args.backend, address=args.address, adv2_options=adv2)  # index.html after each paper
     for name in names:
         print((paper_folder(args.out, name, names) / "tables.md").read_text())

@@ -80,6 +80,17 @@ def execute(task: Task, threads: int | None = None) -> tuple[dict[str, Any], dic
     return record, blobs, time.time() - t0
 
 
+def default_workers(cap: int = 8) -> int:
+    """Cells to run at once when the user does not say: the cores this process may use, at most ``cap``."""
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cap, cores))
+
+
 def _execute_in_pool(task: Task) -> tuple[dict[str, Any], dict[str, bytes], float]:
     return execute(task, threads=max(1, int(task.num_cpus)))
 
