@@ -1,6 +1,6 @@
 """Grid throughput: cells per minute with 1 and 2 workers on the local and Ray backends, and Ray's cost per cell.
 
-``python benchmarks/grid_scaling.py [--cells 16] [--work 400]``. Each cell is the engine's CPU-bound probe task
+``python benchmarks/grid_scaling.py [--cells 16] [--work 3000]``. Each cell is the engine's CPU-bound probe task
 (``work`` 256 x 256 matrix products on one torch thread: pool and Ray workers run one thread per cell, and the
 in-process single worker is pinned to one thread too, so "workers" means cores); the same cells run four ways
 into fresh folders, and a second pass of empty cells measures the backend's own overhead per cell. Prints one
@@ -32,7 +32,7 @@ def _timed(tasks: list[Task], backend: str, workers: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", type=int, default=16)
-    ap.add_argument("--work", type=int, default=3000, help="matrix products per cell (about 1 s of one core at 3000)")
+    ap.add_argument("--work", type=int, default=3000, help="matrix products per cell (about 2 s of one core at 3000)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import ray

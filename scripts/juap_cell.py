@@ -27,10 +27,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     setting = replace(juap.FULL, n_train=1000, n_test=500, steps=150, seeds=1, interpreters=("cam", "gradcam"),
                       jap_images=50, other_models=False, lam=args.lam, per_sample=args.per_sample)
-    cells = [c for c in juap.build_cells(setting, seed=0) if args.key in c.key]
+    every = juap.build_cells(setting, seed=0)
+    cells = [c for c in every if args.key in c.key]
     if not cells:
-        raise SystemExit(f"no cell key contains {args.key!r}; keys look like "
-                         f"{juap.build_cells(setting)[2].key}")
+        raise SystemExit(f"no cell key contains {args.key!r}; keys look like {every[2].key}")
     for cell in cells:
         if juap.cell_path(args.out, cell).exists():
             logging.info("%s: on disk, skipped", cell.key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -103,8 +104,6 @@ def test_a_driver_killed_with_sigkill_resumes_local(tmp_path):
 
 
 def test_a_grid_killed_at_three_random_moments_ends_with_the_records_of_an_uninterrupted_one(tmp_path):
-    import random
-
     out, rng, written = tmp_path / "cut", random.Random(25), [0]
     for _ in range(3):  # three SIGKILLs at seeded random moments inside a cell, each followed by a resume
         proc = subprocess.Popen([sys.executable, "-c", _DRIVER, str(out), "local"])

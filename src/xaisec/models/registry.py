@@ -47,10 +47,10 @@ for _depth in (20, 32, 44, 56):
 for _suffix, _what in (("at", "fine-tuned from cifar10_resnet20: adversarially trained (PGD-1/2/3, eps 4/255)"),
                        ("introbust", "fine-tuned from cifar10_resnet20_at: interpretation-robust trained (CAM, "
                                      "Boopathy et al.)"),
-                       ("aid", "the plain shipped weights, explained by an AID-trained RTS (`get('rts', model)`)")):
+                       ("aid", "with the plain shipped weights, explained by an AID-trained RTS "
+                               "(`get('rts', model)`)")):
     MODELS[f"cifar10_resnet20_{_suffix}"] = _cifar(f"cifar10_resnet20_{_suffix}", lambda: CifarResNet(20), "layer3",
-                                                   "linear", f"ResNet-20 {_what}" if _suffix != "aid"
-                                                   else f"ResNet-20: {_what}")
+                                                   "linear", f"ResNet-20 {_what}")
 MODELS["cifar10_vgg11_bn"] = _cifar("cifar10_vgg11_bn", CifarVGG, "features", "classifier",
                                     "VGG-11 with batch norm, half width, 4x4 last feature map")
 MODELS["cifar10_densenet40"] = _cifar("cifar10_densenet40", lambda: CifarDenseNet(40, 12, stem_stride=2), "features",
